@@ -1,0 +1,68 @@
+# Prefect on ECS Fargate, deployed by Ansible. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STACK := $(PY) scripts/local_stack.py
+ENV   ?= local
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup venv system-deps up down status reset demo test test-fast test-unit test-integration \
+        test-molecule lint site teardown clean lock build bench
+
+help: ## List targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+venv: ## Create .venv (Python 3.12) with the pinned requirements
+	@scripts/bootstrap.sh
+
+system-deps: ## Install Debian packages for the local stack (registry, podman, buildah)
+	@scripts/system_deps.sh
+
+setup: venv system-deps ## venv + Debian packages
+
+up: setup ## Start the local stack (moto, Prefect server, fixtures, registry) on loopback
+	@echo "local stack:"; $(STACK) up
+
+down: ## Stop exactly the local-stack processes this project started
+	@if [ -x $(PY) ]; then echo "local stack:"; $(STACK) down; fi
+
+status: ## Show local-stack services and their health
+	@$(STACK) status
+
+reset: ## Wipe the AWS emulator's state (moto)
+	@$(STACK) reset
+
+demo: up ## Whole product on the local stack: site.yml, one flow run, summary
+	@$(PY) scripts/demo.py
+
+site: setup ## ansible-playbook site.yml -i inventories/$(ENV)
+	ansible-playbook site.yml -i inventories/$(ENV) $(ARGS)
+
+teardown: setup ## ansible-playbook teardown.yml -i inventories/$(ENV)
+	ansible-playbook teardown.yml -i inventories/$(ENV) $(ARGS)
+
+test: up ## Everything CI runs: lint, unit, integration, molecule (needs the local stack)
+	$(MAKE) lint
+	$(PY) -m pytest -m "not molecule" $(PYTEST_ARGS)
+	$(PY) -m pytest -m molecule $(PYTEST_ARGS)
+
+test-fast: venv ## Unit tests only: no servers, seconds
+	$(PY) -m pytest -m "not integration and not molecule" $(PYTEST_ARGS)
+
+lint: venv ## yamllint + ansible-lint (profile production)
+	yamllint -s .
+	ansible-lint
+
+bench: up ## Benchmarks (measure and print; not tests)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+build: venv ## Build the collection tarball
+	ansible-galaxy collection build --force --output-path .cache/dist .
+
+lock: ## Recompile requirements.txt from requirements.in
+	.cache/uv-tool/bin/uv pip compile --python-version 3.12 requirements.in -o requirements.txt
+
+clean: down ## Stop the stack and remove its state, caches and built images
+	rm -rf .local-stack .cache/dist .pytest_cache
