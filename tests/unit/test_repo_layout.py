@@ -20,7 +20,7 @@ INVENTORIES = ["local", "dev", "prod"]
 
 def host_vars(env: str) -> dict:
     out = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", f"inventories/{env}", "--playbook-dir", ".", "--host", "localhost"],
+        [str(BIN / "ansible-inventory"), "-i", f"inventories/{env}", "--host", "localhost"],
         cwd=REPO, env=ENV, check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out)
@@ -30,8 +30,12 @@ def test_environment_overrides_a_shared_default():
     shared = yaml.safe_load((REPO / "group_vars/all/stack.yml").read_text())
     assert shared["aws_region"] == "us-east-1"
     dev = host_vars("dev")
-    # dev's own group beats the playbook-adjacent group_vars/all ...
+    # dev's own group beats the shared group_vars/all ...
     assert dev["aws_region"] == "ap-southeast-2"
+    # ... also when a play resolves it (templated, as the roles see it).
+    result = subprocess.run([str(BIN / "ansible"), "localhost", "-i", "inventories/dev", "-m", "ansible.builtin.debug",
+                             "-a", "msg={{ aws_region }}/{{ stack_name }}"], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert "ap-southeast-2/prefect-elt-dev" in result.stdout, result.stdout + result.stderr
     # ... while what dev does not set still comes from the shared defaults.
     assert dev["stack_project"] == shared["stack_project"]
     assert dev["stack_env"] == "dev"
