@@ -20,14 +20,14 @@ options:
     required: true
   api_key:
     description:
-      - Prefect Cloud API key, sent as C(Authorization: Bearer <api_key>).
+      - "Prefect Cloud API key, sent as C(Authorization: Bearer <api_key>)."
       - Mutually exclusive with O(auth_string).
     type: str
   auth_string:
     description:
-      - Basic-auth string C(user:password) of a self-hosted Prefect server started with
+      - "Basic-auth string C(user:password) of a self-hosted Prefect server started with
         E(PREFECT_SERVER_API_AUTH_STRING), sent as C(Authorization: Basic base64(auth_string))
-        exactly like the Prefect client does for E(PREFECT_API_AUTH_STRING).
+        exactly like the Prefect client does for E(PREFECT_API_AUTH_STRING)."
       - Mutually exclusive with O(api_key).
     type: str
   validate_certs:

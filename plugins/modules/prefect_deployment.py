@@ -17,7 +17,7 @@ description:
   - Reads the deployment, normalises both sides, compares and writes only the fields that differ
     (C(PATCH /api/deployments/{id})), so a re-run makes no write, keeps the deployment's C(updated)
     timestamp and reports C(changed=false). Prefect's C(POST /api/deployments/) upsert is only used
-    to create: it always bumps C(updated) and deletes the schedules it is not given.
+    to create, because it always bumps C(updated) and deletes the schedules it is not given.
   - Schedules are reconciled one by one through C(/api/deployments/{id}/schedules); when
     O(schedules) is omitted the deployment's schedules are left exactly as they are.
 author:
@@ -53,8 +53,8 @@ options:
     type: str
   pull_steps:
     description:
-      - Steps a worker runs before the flow, for example
-        C({"prefect_aws.deployments.steps.pull_from_s3": {"bucket": "b", "folder": "flows/<hash>"}}).
+      - Steps a worker runs before the flow, for example a single
+        C(prefect_aws.deployments.steps.pull_from_s3) step with C(bucket) and C(folder) (see EXAMPLES).
     type: list
     elements: dict
   parameters:

@@ -1,0 +1,148 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ecr_authorization_token
+short_description: Get a registry login for Amazon ECR from the ECR API
+version_added: 0.1.0
+description:
+  - Calls C(ecr:GetAuthorizationToken) and returns the registry endpoint with the decoded user name and
+    password, ready for a container registry login (podman, buildah, docker) or the registry HTTP API.
+  - The token is valid for 12 hours. It is a secret - always run this module with C(no_log: true) and
+    pass the password to the next task without printing it.
+  - Read-only; it never changes anything, so it runs in check mode too.
+  - Other modules of this collection are not members of the C(aws) group of amazon.aws, so give this module
+    its connection settings with C(module_defaults) for C(group/dataops.prefect_fargate.aws) (or the module
+    name) next to C(group/aws).
+options:
+  registry_id:
+    description:
+      - AWS account ID of the registry. Defaults to the account of the credentials.
+    type: str
+author:
+  - dataops.prefect_fargate contributors
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Get an ECR login
+  dataops.prefect_fargate.ecr_authorization_token:
+  register: ecr_login
+  no_log: true
+
+- name: Check whether a tag exists in the registry (Docker Registry HTTP API v2)
+  ansible.builtin.uri:
+    url: "https://{{ ecr_login.registry }}/v2/my-repo/manifests/1.0.0"
+    method: HEAD
+    url_username: "{{ ecr_login.username }}"
+    url_password: "{{ ecr_login.password }}"
+    force_basic_auth: true
+    status_code: [200, 404]
+  no_log: true
+"""
+
+RETURN = r"""
+registry:
+  description: Registry host name (proxy endpoint without the scheme), the first part of an image URI.
+  returned: success
+  type: str
+  sample: 123456789012.dkr.ecr.us-east-1.amazonaws.com
+proxy_endpoint:
+  description: Registry endpoint URL as returned by AWS.
+  returned: success
+  type: str
+  sample: https://123456789012.dkr.ecr.us-east-1.amazonaws.com
+username:
+  description: User name for the registry login (always C(AWS) on ECR).
+  returned: success
+  type: str
+  sample: AWS
+password:
+  description: Password for the registry login. A secret, valid until I(expires_at).
+  returned: success
+  type: str
+expires_at:
+  description: When the token expires (ISO 8601).
+  returned: success
+  type: str
+  sample: "2025-01-01T12:00:00+00:00"
+"""
+
+import base64
+import binascii
+
+try:
+    from botocore.exceptions import BotoCoreError
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # handled by AnsibleAWSModule
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+
+def decode_token(token):
+    """Split a base64 'user:password' ECR token. Raises ValueError on anything else."""
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("authorization token is not base64 'user:password'") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep or not username or not password:
+        raise ValueError("authorization token is not base64 'user:password'")
+    return username, password
+
+
+def registry_host(proxy_endpoint):
+    """'https://123.dkr.ecr.us-east-1.amazonaws.com' -> '123.dkr.ecr.us-east-1.amazonaws.com'."""
+    host = proxy_endpoint.split("://", 1)[-1]
+    return host.rstrip("/")
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=dict(registry_id=dict(type="str")),
+        supports_check_mode=True,
+    )
+    client = module.client("ecr", retry_decorator=AWSRetry.jittered_backoff())
+    kwargs = {}
+    if module.params["registry_id"]:
+        kwargs["registryIds"] = [module.params["registry_id"]]
+    try:
+        response = client.get_authorization_token(aws_retry=True, **kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        module.fail_json_aws(exc, msg="Failed to get an ECR authorization token")
+
+    data = response.get("authorizationData") or []
+    if not data:
+        module.fail_json(msg="ECR returned no authorization data")
+    entry = data[0]
+    try:
+        username, password = decode_token(entry["authorizationToken"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    expires_at = entry.get("expiresAt")
+    module.exit_json(
+        changed=False,
+        registry=registry_host(entry["proxyEndpoint"]),
+        proxy_endpoint=entry["proxyEndpoint"],
+        username=username,
+        password=password,
+        expires_at=expires_at.isoformat() if hasattr(expires_at, "isoformat") else str(expires_at or ""),
+    )
+
+
+if __name__ == "__main__":
+    main()
