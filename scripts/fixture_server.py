@@ -5,20 +5,27 @@ Routes:
   GET /healthz                     200 "ok"
   GET /gainers-losers/             flow_app/tests/fixtures/coinmarketcap/gainers_losers.html
   GET /variants/<name>             flow_app/tests/fixtures/coinmarketcap/<name> (reordered columns, captcha, ...)
-  GET /status/<code>               an empty response with that HTTP status (e.g. 500, 429)
+  GET /status/<code>               an empty response with that HTTP status (e.g. 500, 429);
+                                   ?retry_after=N adds a Retry-After: N header
+  GET /hits?path=<path>            {"path": ..., "hits": n}: requests served for that path so far
   GET /latest?base=USD&symbols=X   flow_app/tests/fixtures/fx/latest_usd_<x>.json (Frankfurter's format)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 FIXTURES = Path(__file__).resolve().parent.parent / "flow_app" / "tests" / "fixtures"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HITS: Counter[str] = Counter()  # requests per path, so tests can count retries
+HITS_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,6 +34,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         url = urlparse(self.path)
         query = parse_qs(url.query)
+        if url.path == "/hits":
+            path = query.get("path", [""])[0]
+            with HITS_LOCK:
+                count = HITS[path]
+            return self.send(200, json.dumps({"path": path, "hits": count}).encode(), "application/json")
+        with HITS_LOCK:
+            HITS[url.path] += 1
         if url.path == "/healthz":
             return self.send(200, b"ok", "text/plain")
         if url.path.rstrip("/") == "/gainers-losers":
@@ -37,7 +51,9 @@ class Handler(BaseHTTPRequestHandler):
                 kind = "application/json" if name.endswith(".json") else "text/html; charset=utf-8"
                 return self.send_file(FIXTURES / "coinmarketcap" / name, kind)
         if url.path.startswith("/status/") and url.path.removeprefix("/status/").isdigit():
-            return self.send(int(url.path.removeprefix("/status/")), b"", "text/plain")
+            retry_after = query.get("retry_after", [""])[0]
+            headers = {"Retry-After": retry_after} if retry_after.isdigit() else {}
+            return self.send(int(url.path.removeprefix("/status/")), b"", "text/plain", headers)
         if url.path.rstrip("/") == "/latest":
             symbol = query.get("symbols", ["AUD"])[0].lower()
             if SAFE_NAME.match(symbol):
@@ -49,8 +65,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(404, f"no fixture {path.name}".encode(), "text/plain")
         return self.send(200, path.read_bytes(), content_type)
 
-    def send(self, status: int, body: bytes, content_type: str) -> None:
+    def send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
