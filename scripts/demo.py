@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole product on the local stack, end to end, with a summary a person wants.
+
+1. ansible-playbook site.yml -i inventories/local   (VPC ... worker service, flow registered)
+2. trigger one run of the registered deployment and wait for Completed
+3. print what was created, where the results are, and the first rows of the CSV
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".venv" / "bin"
+PREFECT_PORT = os.environ.get("PREFECT_PORT", "4200")
+MOTO_PORT = os.environ.get("MOTO_PORT", "5000")
+API = f"http://127.0.0.1:{PREFECT_PORT}/api"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def api(method: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(API + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def run_site() -> float:
+    step("ansible-playbook site.yml -i inventories/local")
+    start = time.monotonic()
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "site.yml", "-i", "inventories/local"], cwd=REPO, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"demo: site.yml failed (exit {proc.returncode}); see the output above")
+    return time.monotonic() - start
+
+
+def run_flow(deployment_id: str) -> tuple[dict, float]:
+    step("Trigger one run of the deployment and wait for it")
+    start = time.monotonic()
+    run = api("POST", f"/deployments/{deployment_id}/create_flow_run", {})
+    print(f"    flow run {run['name']} ({run['id']})", flush=True)
+    last = None
+    while time.monotonic() - start < 300:
+        run = api("GET", f"/flow_runs/{run['id']}")
+        state = run["state"]["type"]
+        if state != last:
+            print(f"    {time.monotonic() - start:5.1f}s  {state}", flush=True)
+            last = state
+        if state in TERMINAL:
+            break
+        time.sleep(0.5)
+    elapsed = time.monotonic() - start
+    if run["state"]["type"] != "COMPLETED":
+        sys.exit(f"demo: flow run ended {run['state']['type']}: {run['state'].get('message')}")
+    return run, elapsed
+
+
+def results_csv(bucket: str, run_id: str) -> tuple[str, list[dict]]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{MOTO_PORT}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if run_id in o["Key"]]
+    if len(keys) != 1:
+        sys.exit(f"demo: expected one CSV for run {run_id} in s3://{bucket}, found {keys}")
+    body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read().decode()
+    return keys[0], list(csv.DictReader(io.StringIO(body)))
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join("    " + line for line in lines)
+
+
+def main() -> None:
+    total_start = time.monotonic()
+    site_seconds = run_site()
+    summary_file = REPO / ".cache" / "prefect-elt-local-summary.json"
+    summary = json.loads(summary_file.read_text())
+    run, run_seconds = run_flow(summary["deployment_id"])
+    key, rows = results_csv(summary["results_bucket"], run["id"])
+
+    step("Summary")
+    azs = summary["availability_zones"]
+    print(f"    VPC           {summary['vpc_id']} across {', '.join(azs)}")
+    for tier in ("public", "private"):
+        ids = summary[f"{tier}_subnet_ids"]
+        if ids:
+            print(f"    {tier + ' subnets':<13} " + ", ".join(f"{s} ({az})" for s, az in zip(ids, azs)))
+    print(f"    ALB           {summary['alb_dns_name']}")
+    print(f"    ECS           cluster {summary['cluster']}, service {summary['service']}")
+    print(f"    Image         {summary['image']}")
+    print(f"    Buckets       s3://{summary['flow_storage_bucket']} (flow code), s3://{summary['results_bucket']} (results)")
+    print(f"    Prefect UI    {summary['prefect_ui_url'] or API.removesuffix('/api')}")
+    print(f"    Deployment    {summary['deployment']} on pool {summary['work_pool']}")
+    print(f"    Flow run      {run['name']} -> {run['state']['type']} in {run_seconds:.1f}s (trigger to Completed)")
+    print(f"    Results       s3://{summary['results_bucket']}/{key} ({len(rows)} rows)\n")
+    ccy = next((c.removeprefix("price_") for c in rows[0] if c.startswith("price_") and c != "price_usd"), "aud") if rows else "aud"
+    print(table(rows[:5], ["rank", "symbol", "name", "price_usd", f"price_{ccy}", "change_24h_pct", "fx_rate"]))
+    print(f"\n    site.yml {site_seconds:.0f}s, whole demo {time.monotonic() - total_start:.0f}s")
+    print("\n    Next: make teardown      (ansible-playbook teardown.yml -i inventories/local)")
+    print("          make down          (stop the local stack)")
+
+
+if __name__ == "__main__":
+    main()

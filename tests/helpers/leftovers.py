@@ -1,0 +1,99 @@
+"""List every AWS resource site.yml can create that still exists (the default VPC aside).
+
+Used after teardown against the emulator: `python -m tests.helpers.leftovers` prints one line per
+leftover and exits 1 when there is any. Endpoint and credentials come from the standard AWS
+environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import boto3
+
+
+def _client(service: str):
+    return boto3.client(service, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def find_leftovers() -> list[str]:
+    ec2 = _client("ec2")
+    default_vpcs = {v["VpcId"] for v in ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]}
+    found: list[str] = []
+
+    def add(kind: str, ident: str, detail: str = "") -> None:
+        found.append(f"{kind:<22} {ident} {detail}".rstrip())
+
+    for vpc in ec2.describe_vpcs()["Vpcs"]:
+        if vpc["VpcId"] not in default_vpcs:
+            add("vpc", vpc["VpcId"], vpc.get("CidrBlock", ""))
+    for subnet in ec2.describe_subnets()["Subnets"]:
+        if subnet["VpcId"] not in default_vpcs:
+            add("subnet", subnet["SubnetId"], subnet["CidrBlock"])
+    for table in ec2.describe_route_tables()["RouteTables"]:
+        if table["VpcId"] not in default_vpcs:
+            add("route table", table["RouteTableId"])
+    for igw in ec2.describe_internet_gateways()["InternetGateways"]:
+        if not {a["VpcId"] for a in igw.get("Attachments", [])} & default_vpcs:
+            add("internet gateway", igw["InternetGatewayId"])
+    for nat in ec2.describe_nat_gateways()["NatGateways"]:
+        if nat["State"] != "deleted":
+            add("nat gateway", nat["NatGatewayId"], nat["State"])
+    for address in ec2.describe_addresses()["Addresses"]:
+        add("elastic ip", address.get("AllocationId", address.get("PublicIp", "?")))
+    for endpoint in ec2.describe_vpc_endpoints()["VpcEndpoints"]:
+        if endpoint["State"].lower() != "deleted":
+            add("vpc endpoint", endpoint["VpcEndpointId"], endpoint["ServiceName"])
+    for group in ec2.describe_security_groups()["SecurityGroups"]:
+        if group["VpcId"] not in default_vpcs and group["GroupName"] != "default":
+            add("security group", group["GroupId"], group["GroupName"])
+        elif group["VpcId"] not in default_vpcs:
+            add("security group", group["GroupId"], "default group of a non-default VPC")
+
+    elbv2 = _client("elbv2")
+    for lb in elbv2.describe_load_balancers()["LoadBalancers"]:
+        add("load balancer", lb["LoadBalancerName"])
+    for tg in elbv2.describe_target_groups()["TargetGroups"]:
+        add("target group", tg["TargetGroupName"])
+
+    for repo in _client("ecr").describe_repositories()["repositories"]:
+        add("ecr repository", repo["repositoryName"])
+    for bucket in _client("s3").list_buckets().get("Buckets", []):
+        add("s3 bucket", bucket["Name"])
+
+    ecs = _client("ecs")
+    cluster_arns = ecs.list_clusters()["clusterArns"]
+    for cluster in ecs.describe_clusters(clusters=cluster_arns)["clusters"] if cluster_arns else []:
+        if cluster["status"] != "INACTIVE":
+            add("ecs cluster", cluster["clusterName"], cluster["status"])
+        service_arns = ecs.list_services(cluster=cluster["clusterArn"])["serviceArns"]
+        for service in ecs.describe_services(cluster=cluster["clusterArn"], services=service_arns)["services"] if service_arns else []:
+            if service["status"] != "INACTIVE":
+                add("ecs service", service["serviceName"], service["status"])
+    for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]:
+        add("task definition", arn.rsplit("/", 1)[-1], "ACTIVE")
+
+    iam = _client("iam")
+    for role in iam.list_roles()["Roles"]:
+        if not role["Path"].startswith("/aws-service-role/"):
+            add("iam role", role["RoleName"])
+    for policy in iam.list_policies(Scope="Local")["Policies"]:
+        add("iam policy", policy["PolicyName"])
+    for group in _client("logs").describe_log_groups()["logGroups"]:
+        add("log group", group["logGroupName"])
+    for secret in _client("secretsmanager").list_secrets()["SecretList"]:
+        add("secret", secret["Name"])
+    return found
+
+
+def main() -> int:
+    leftovers = find_leftovers()
+    for line in leftovers:
+        print(line)
+    print(f"{len(leftovers)} leftover resource(s)")
+    return 1 if leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
