@@ -18,10 +18,9 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import urljoin
 
-import lxml.html
 import requests
 from lxml import etree
-from lxml.html import HtmlElement
+from lxml.etree import _Element as Element
 
 from gainers_elt.numbers import (
     SUBSCRIPT_DIGITS,
@@ -40,6 +39,7 @@ _ASCII_TO_SUBSCRIPT = str.maketrans("0123456789", SUBSCRIPT_DIGITS)
 # Icon-font classes (stable names, not generated hashes) that carry the sign of an unsigned change.
 _DOWN_ICON = re.compile(r"(caret|arrow|triangle)[-_]?down|down[-_]?(caret|arrow)", re.IGNORECASE)
 _WORDS = re.compile(r"[^a-z0-9#%]+")
+_SYMBOL_XPATH = etree.XPath(".//*[contains(concat(' ', normalize-space(@class), ' '), ' coin-item-symbol ')]")
 REQUIRED_COLUMNS = ("rank", "name", "price", "change_24h")
 OPTIONAL_COLUMNS = ("volume_24h",)
 
@@ -101,13 +101,13 @@ def classify_header(text: str) -> str | None:
     return None
 
 
-def _text(node: HtmlElement) -> str:
+def _text(node: Element) -> str:
     """Cell text with ``<sub>n</sub>`` rendered as the unicode subscript ``ₙ`` (tiny-price notation)."""
     if node.find(".//sub") is None:
         return " ".join("".join(node.itertext()).split())
     parts: list[str] = []
 
-    def walk(element: HtmlElement) -> None:
+    def walk(element: Element) -> None:
         if isinstance(element.tag, str) and element.text:  # skip comments / processing instructions
             parts.append(element.text.translate(_ASCII_TO_SUBSCRIPT) if element.tag == "sub" else element.text)
         for child in element:
@@ -119,14 +119,14 @@ def _text(node: HtmlElement) -> str:
     return " ".join("".join(parts).split())
 
 
-def _header_cells(table: HtmlElement) -> list[str]:
+def _header_cells(table: Element) -> list[str]:
     rows = table.xpath("./thead/tr[1]") or table.xpath("(.//tr[th])[1]")
     if not rows:
         return []
     return [_text(cell) for cell in rows[0] if cell.tag in ("th", "td")]
 
 
-def _body_rows(table: HtmlElement) -> list[HtmlElement]:
+def _body_rows(table: Element) -> list[Element]:
     return table.xpath("./tbody/tr") if table.find("tbody") is not None else table.xpath(".//tr[td]")
 
 
@@ -139,7 +139,7 @@ def _column_map(headers: list[str]) -> dict[str, int]:
     return columns
 
 
-def _heading_before(table: HtmlElement) -> str:
+def _heading_before(table: Element) -> str:
     """Text of the nearest heading before ``table`` (empty if another table comes first)."""
     nearest = table.xpath(_NEAREST_HEADING_OR_TABLE)
     if not nearest or nearest[0].tag == "table":
@@ -147,9 +147,9 @@ def _heading_before(table: HtmlElement) -> str:
     return _text(nearest[0]).lower()
 
 
-def _parse_name_cell(cell: HtmlElement) -> tuple[str, str]:
+def _parse_name_cell(cell: Element) -> tuple[str, str]:
     fragments = [s for s in (t.strip() for t in cell.itertext()) if s and not s.isdigit()]
-    symbol_tags = cell.find_class("coin-item-symbol")  # a semantic class name, not a generated one
+    symbol_tags = _SYMBOL_XPATH(cell)  # a semantic class name, not a generated one
     if symbol_tags:
         symbol = _text(symbol_tags[0])
         names = [f for f in fragments if f != symbol]
@@ -160,11 +160,11 @@ def _parse_name_cell(cell: HtmlElement) -> tuple[str, str]:
     raise NumberFormatError(f"name cell needs a name and a symbol, found {fragments!r}")
 
 
-def _has_down_icon(cell: HtmlElement) -> bool:
+def _has_down_icon(cell: Element) -> bool:
     return any(_DOWN_ICON.search(el.get("class") or "") for el in cell.iter() if isinstance(el.tag, str))
 
 
-def _parse_row(row: HtmlElement, columns: dict[str, int], page_url: str) -> Gainer:
+def _parse_row(row: Element, columns: dict[str, int], page_url: str) -> Gainer:
     cells = [cell for cell in row if cell.tag in ("td", "th")]
     needed = max(columns.values()) + 1
     if len(cells) < needed:
@@ -193,7 +193,7 @@ def _parse_row(row: HtmlElement, columns: dict[str, int], page_url: str) -> Gain
     )
 
 
-def _parse_table(table: HtmlElement, columns: dict[str, int], page_url: str, label: str) -> list[Gainer]:
+def _parse_table(table: Element, columns: dict[str, int], page_url: str, label: str) -> list[Gainer]:
     rows, errors = [], []
     for number, row in enumerate(_body_rows(table), start=1):
         try:
@@ -224,11 +224,11 @@ def parse_gainers(content: bytes | str, page_url: str, encoding: str | None = No
 
     Raises :class:`PageFormatError` unless every row of the gainers table parses.
     """
-    parser = lxml.html.HTMLParser(encoding=encoding) if encoding else None
-    try:
-        document = lxml.html.document_fromstring(content, parser=parser)
-    except (etree.ParserError, ValueError) as exc:
-        raise PageFormatError(f"{page_url}: not an HTML document ({exc}); starts with {_snippet(content)!r}") from exc
+    # libxml2's HTML parser straight through lxml.etree: plain elements, no per-element Python classes.
+    parser = etree.HTMLParser(encoding=encoding, remove_comments=True, no_network=True)
+    document = etree.fromstring(content, parser) if content else None
+    if document is None:
+        raise PageFormatError(f"{page_url}: not an HTML document; starts with {_snippet(content)!r}")
     tables = list(document.iter("table"))
     candidates, seen = [], []
     for table in tables:

@@ -21,11 +21,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.context import FlowRunContext
 
-from gainers_elt.extract import DEFAULT_SOURCE_URL, Gainer, Page, fetch_page, parse_gainers
+from gainers_elt.extract import Gainer, Page, fetch_page, parse_gainers
 from gainers_elt.http import build_session
 from gainers_elt.load import put_csv, render_csv, result_key
 from gainers_elt.transform import (
-    DEFAULT_FX_API_URL,
     FxRate,
     fetch_fx_rate,
     output_columns,
@@ -146,11 +145,13 @@ def _run_identity() -> tuple[str, datetime]:
     return str(run.id), scheduled
 
 
+# Defaults are literals (not imported constants) so `parameter_schema_from_entrypoint` reads them from
+# the source even where this package's imports cannot be resolved.
 @flow(name="top-gainers-elt", description="Top CoinMarketCap gainers, converted from USD, written as CSV to S3.")
 def top_gainers_elt(
     results_bucket: str,
-    source_url: str = DEFAULT_SOURCE_URL,
-    fx_api_url: str = DEFAULT_FX_API_URL,
+    source_url: str = "https://coinmarketcap.com/gainers-losers/",
+    fx_api_url: str = "https://api.frankfurter.app/latest",
     target_currency: str = "AUD",
     fx_rate: Decimal | None = None,
     results_prefix: str = "top-gainers",
