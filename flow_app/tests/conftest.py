@@ -80,13 +80,16 @@ def aws(flow_stack: FlowStack, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def results_bucket(aws) -> str:
-    """A fresh, empty bucket per test (deleted with its objects afterwards)."""
+    """A fresh, empty bucket per test, so "zero objects written" means exactly that.
+
+    Left in place afterwards on purpose: with moto 5.2.5, deleting a bucket that held an overwritten
+    (or read) object makes ``GET /moto-api/data.json`` answer 500 for good, which local_stack.py reads
+    as "moto unhealthy" and answers by restarting it (wiping every other test's state).
+    ``local_stack.py reset`` clears them.
+    """
     name = f"flow-test-{uuid.uuid4().hex[:12]}"
     aws.create_bucket(Bucket=name)
-    yield name
-    for obj in aws.list_objects_v2(Bucket=name).get("Contents", []):
-        aws.delete_object(Bucket=name, Key=obj["Key"])
-    aws.delete_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")
