@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -187,3 +188,48 @@ def test_flow_loads_from_its_entrypoint_in_any_directory(tmp_path):
     name, package_file = json.loads(proc.stdout.strip().splitlines()[-1])
     assert name == "top-gainers-elt"
     assert Path(package_file).resolve().is_relative_to(tmp_path.resolve())
+
+
+@pytest.mark.slow
+def test_deployment_pulls_the_code_from_s3_and_runs_on_a_worker(flow_stack, aws, results_bucket):
+    """The path a deployment takes: code in the flow-storage bucket, pull_from_s3, a process worker."""
+    from prefect.utilities.callables import parameter_schema_from_entrypoint
+
+    tag = os.urandom(4).hex()
+    storage, folder, pool = f"flow-storage-test-{tag}", f"flows/{tag}", f"flow-app-test-{tag}"
+    aws.create_bucket(Bucket=storage)
+    for path in sorted((FLOW_APP / "gainers_elt").glob("*.py")):
+        aws.upload_file(str(path), storage, f"{folder}/gainers_elt/{path.name}")
+    api = httpx.Client(base_url=flow_stack.prefect_api_url, timeout=30)
+    api.post("/work_pools/", json={"name": pool, "type": "process"}).raise_for_status()
+    flow_id = api.post("/flows/", json={"name": "top-gainers-elt"}).json()["id"]
+    schema = parameter_schema_from_entrypoint(f"{FLOW_APP}/gainers_elt/flow.py:top_gainers_elt").model_dump()
+    deployment = api.post("/deployments/", json={
+        "name": f"test-{tag}", "flow_id": flow_id, "work_pool_name": pool,
+        "entrypoint": "gainers_elt/flow.py:top_gainers_elt",
+        "pull_steps": [{"prefect_aws.deployments.steps.pull_from_s3": {"bucket": storage, "folder": folder}}],
+        "parameters": {"results_bucket": results_bucket, "source_url": f"{flow_stack.fixtures_url}/gainers-losers/",
+                       "fx_api_url": f"{flow_stack.fixtures_url}/latest"},
+        "parameter_openapi_schema": schema, "enforce_parameter_schema": True,
+    })
+    deployment.raise_for_status()
+    stack_script = [sys.executable, str(FLOW_APP.parent / "scripts" / "local_stack.py")]
+    started = subprocess.run([*stack_script, "worker-start", "--pool", pool], capture_output=True, text=True,
+                             timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        run_id = api.post(f"/deployments/{deployment.json()['id']}/create_flow_run",
+                          json={"parameters": {"target_currency": "AUD"}}).json()["id"]
+        state = {}
+        for _ in range(120):
+            state = api.get(f"/flow_runs/{run_id}").json()["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+        assert state["type"] == "COMPLETED", state
+        keys = objects(aws, results_bucket)
+        assert len(keys) == 1 and keys[0].endswith(f"_{run_id}.csv")
+    finally:
+        subprocess.run([*stack_script, "worker-stop"], capture_output=True, text=True, timeout=60)
+        api.delete(f"/deployments/{deployment.json()['id']}")
+        api.delete(f"/work_pools/{pool}")
