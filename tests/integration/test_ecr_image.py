@@ -1,0 +1,261 @@
+"""ecr_image role, for real: podman builds flow_app/Dockerfile on a locally made base image and pushes
+it to the loopback docker-registry; moto stands in for the ECR API (repository, token).
+
+Scenario order (STYLE rule 11): check mode (predicts, writes nothing) -> real run (builds, pushes) ->
+second run (changed=0, no AWS write, no push) -> Dockerfile change (new tag) -> moving tag ->
+teardown keeps images without the data opt-in, deletes with it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.fixtures.base_image.make_base import build_base_image
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = "tests/integration/playbooks/ecr_image.yml"
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+])
+LABEL = "io.github.dataops.prefect-fargate.content-hash"
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def registry_get(stack, path: str, accept: str = MANIFEST_TYPES) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(f"http://{stack.registry_address()}{path}", headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def registry_tags(stack, repo: str) -> list[str]:
+    status, _, body = registry_get(stack, f"/v2/{repo}/tags/list", accept="application/json")
+    return sorted(json.loads(body).get("tags") or []) if status == 200 else []
+
+
+def ecr_client(stack):
+    return boto3.client("ecr", endpoint_url=stack.moto_url(), region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def image_config_and_files(stack, repo: str, tag: str) -> tuple[dict, dict[str, bytes]]:
+    """The image config and the regular files of every layer, read back from the registry."""
+    status, headers, body = registry_get(stack, f"/v2/{repo}/manifests/{tag}")
+    assert status == 200, body
+    manifest = json.loads(body)
+    _, _, config = registry_get(stack, f"/v2/{repo}/blobs/{manifest['config']['digest']}", accept="*/*")
+    files: dict[str, bytes] = {}
+    for layer in manifest["layers"]:
+        _, _, blob = registry_get(stack, f"/v2/{repo}/blobs/{layer['digest']}", accept="*/*")
+        data = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    files["/" + member.name.lstrip("./")] = tar.extractfile(member).read()
+    return json.loads(config), files
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def ecr(local_stack, tmp_path_factory):
+    """Private image storage under the state folder, a local base image, and a copy of flow_app's build files."""
+    state = Path(os.environ.get("LOCAL_STACK_STATE", REPO / ".local-stack")).resolve()
+    storage = state / "ecr-image-test"
+    storage.mkdir(parents=True, exist_ok=True)
+    conf = storage / "fixture-storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{storage}/storage"\nrunroot = "{storage}/run"\n')
+    base = build_base_image(conf, "localhost/flow-test-base:1", storage / "work")
+
+    app = tmp_path_factory.mktemp("flow_app")
+    for name in ("Dockerfile", "requirements.txt"):
+        shutil.copy(REPO / "flow_app" / name, app / name)
+    repo = f"ecr-test-{uuid.uuid4().hex[:8]}"
+
+    def run(**extra):
+        extra_vars = {
+            "ecr_test_repository": repo,
+            "ecr_image_dockerfile": str(app / "Dockerfile"),
+            "ecr_image_storage_dir": str(storage),
+            "ecr_image_build_args": {"BASE_IMAGE": base},
+            "ecr_image_builder": "podman",
+            **extra,
+        }
+        check = extra_vars.pop("_check", False)
+        started = time.monotonic()
+        result = local_stack.run_playbook(PLAYBOOK, extra_vars=extra_vars, check=check)
+        result.seconds = time.monotonic() - started
+        return result
+
+    yield {"run": run, "repo": repo, "app": app, "stack": local_stack}
+    # Leave nothing behind in moto or the registry, whatever happened above.
+    run(ecr_image_state="absent", ecr_image_delete_data=True)
+
+
+def changed(result) -> list[str]:
+    """Names of the changed tasks without the "ecr_image : " role prefix."""
+    return [name.split(" : ", 1)[-1] for name in result.changed_tasks]
+
+
+def mutating(calls):
+    return [c.action or f"{c.method} {c.url}" for c in calls if c.mutating]
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_check_mode_on_an_empty_account_writes_nothing(ecr):
+    stack, repo = ecr["stack"], ecr["repo"]
+    recorder = stack.MotoRecorder().start()
+    result = ecr["run"](_check=True)
+    calls = recorder.calls()
+    assert result.rc == 0, result.failed_messages or result.stdout[-3000:]
+    assert "Report the build and push that would happen" in changed(result)
+    assert mutating(calls) == []
+    assert registry_tags(stack, repo) == []
+    with pytest.raises(ecr_client(stack).exceptions.RepositoryNotFoundException):
+        ecr_client(stack).describe_repositories(repositoryNames=[repo])
+
+
+def test_builds_and_pushes_under_the_content_hash_tag(ecr):
+    stack, repo = ecr["stack"], ecr["repo"]
+    result = ecr["run"]()
+    assert result.rc == 0, result.failed_messages or result.stdout[-3000:]
+    print(f"cold build+push run: {result.seconds:.1f}s")
+    tag = result.facts("ecr_image__tag")
+    assert len(tag) == 16 and int(tag, 16) >= 0
+    assert result.facts("ecr_image__image_uri") == f"{stack.registry_address()}/{repo}:{tag}"
+    assert result.facts("ecr_image__repository_uri") == f"{stack.registry_address()}/{repo}"
+    assert result.facts("ecr_image__pushed") is True
+    assert "Build and push with podman" in changed(result)
+    # moto's token password is "<account>-auth-token": it must not leak into any output.
+    assert "-auth-token" not in result.stdout + result.stderr
+
+    # The manifest is in the registry under exactly that tag, and its digest is exported.
+    status, headers, _ = registry_get(stack, f"/v2/{repo}/manifests/{tag}")
+    assert status == 200
+    assert headers["Docker-Content-Digest"] == result.facts("ecr_image__digest")
+    assert registry_tags(stack, repo) == [tag]
+
+    # The image is the real flow_app/Dockerfile built on the base: non-root user, work dir, label with
+    # the full content hash, and every pinned requirement handed to pip in the RUN step.
+    config, files = image_config_and_files(stack, repo, tag)
+    assert config["config"]["User"] == "10001:10001"
+    assert config["config"]["WorkingDir"] == "/opt/prefect/flows"
+    assert config["config"]["Labels"][LABEL].startswith(tag)
+    assert "PREFECT_HOME=/home/prefect/.prefect" in config["config"]["Env"]
+    pinned = [line.strip() for line in (ecr["app"] / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    installed = files["/var/lib/pip-shim/pip.log"].decode().split("\n")
+    assert [f"installed {req}" for req in pinned] == [line for line in installed if line]
+    assert b"prefect:x:10001:10001::/home/prefect:/usr/sbin/nologin" in files["/etc/passwd"]
+    assert "/tmp/requirements.txt" not in files, "requirements.txt must be bind-mounted, not left in the image"
+
+    # ECR side (moto): scan on push, immutable tags, lifecycle policy keeping the last N, tags.
+    client = ecr_client(stack)
+    described = client.describe_repositories(repositoryNames=[repo])["repositories"][0]
+    assert described["imageScanningConfiguration"]["scanOnPush"] is True
+    assert described["imageTagMutability"] == "IMMUTABLE"
+    policy = json.loads(client.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"])
+    assert policy["rules"][0]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
+    tags = {t["Key"]: t["Value"] for t in client.list_tags_for_resource(resourceArn=described["repositoryArn"])["tags"]}
+    assert tags == {"Project": "prefect-elt", "Environment": "local", "ManagedBy": "ansible"}
+
+
+def test_second_run_builds_pushes_and_writes_nothing(ecr):
+    stack, repo = ecr["stack"], ecr["repo"]
+    before = registry_tags(stack, repo)
+    recorder = stack.MotoRecorder().start()
+    result = ecr["run"]()
+    calls = recorder.calls()
+    assert result.rc == 0, result.failed_messages
+    print(f"no-op run: {result.seconds:.1f}s")
+    assert result.changed_tasks == []
+    assert result.stats()["changed"] == 0
+    assert mutating(calls) == []
+    assert result.facts("ecr_image__pushed") is False
+    assert registry_tags(stack, repo) == before
+    names = [name.split(" : ", 1)[-1] for name, res in result.task_results() if not res.get("skipped")]
+    assert "Build and push with podman" not in names
+
+
+def test_changing_the_dockerfile_gives_a_new_tag(ecr):
+    stack, repo, app = ecr["stack"], ecr["repo"], ecr["app"]
+    old_tag = registry_tags(stack, repo)
+    dockerfile = app / "Dockerfile"
+    original = dockerfile.read_text()
+    dockerfile.write_text(original + 'LABEL org.opencontainers.image.version="test-change"\n')
+    try:
+        result = ecr["run"]()
+    finally:
+        dockerfile.write_text(original)
+    assert result.rc == 0, result.failed_messages
+    new_tag = result.facts("ecr_image__tag")
+    assert new_tag not in old_tag
+    assert registry_tags(stack, repo) == sorted(old_tag + [new_tag])
+    # A build argument is an input too.
+    result = ecr["run"](ecr_image_build_args={"BASE_IMAGE": "localhost/flow-test-base:1", "EXTRA": "1"})
+    assert result.rc == 0, result.failed_messages
+    assert result.facts("ecr_image__tag") not in [*old_tag, new_tag]
+
+
+def test_moving_tag_follows_the_image_when_mutable(ecr):
+    stack, repo = ecr["stack"], ecr["repo"]
+    extra = {"ecr_image_tag_mutability": "MUTABLE", "ecr_image_moving_tag": "latest"}
+    result = ecr["run"](**extra)
+    assert result.rc == 0, result.failed_messages
+    tag = result.facts("ecr_image__tag")
+    _, hash_headers, _ = registry_get(stack, f"/v2/{repo}/manifests/{tag}")
+    _, latest_headers, _ = registry_get(stack, f"/v2/{repo}/manifests/latest")
+    assert latest_headers["Docker-Content-Digest"] == hash_headers["Docker-Content-Digest"]
+    assert "Put the manifest under the moving tag" in changed(result)
+    again = ecr["run"](**extra)
+    assert again.rc == 0 and again.changed_tasks == [], again.changed_tasks
+
+
+def test_teardown_keeps_images_without_the_data_opt_in(ecr):
+    stack, repo = ecr["stack"], ecr["repo"]
+    result = ecr["run"](ecr_image_state="absent")
+    assert result.rc == 0, result.failed_messages
+    assert result.facts("ecr_image__kept") == [repo]
+    assert result.changed_tasks == []
+    assert registry_tags(stack, repo) != []
+    ecr_client(stack).describe_repositories(repositoryNames=[repo])  # still there
+
+    result = ecr["run"](ecr_image_state="absent", ecr_image_delete_data=True)
+    assert result.rc == 0, result.failed_messages
+    assert result.facts("ecr_image__kept") == []
+    assert registry_tags(stack, repo) == []
+    with pytest.raises(ecr_client(stack).exceptions.RepositoryNotFoundException):
+        ecr_client(stack).describe_repositories(repositoryNames=[repo])
+
+    again = ecr["run"](ecr_image_state="absent", ecr_image_delete_data=True)
+    assert again.rc == 0 and again.changed_tasks == [], again.changed_tasks
+
+
+def test_existing_image_is_used_without_build_or_repository(ecr):
+    stack = ecr["stack"]
+    uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/other:1.2.3"
+    recorder = stack.MotoRecorder().start()
+    result = ecr["run"](ecr_image_build=False, ecr_image_uri=uri, ecr_test_repository="never-created")
+    assert result.rc == 0, result.failed_messages
+    assert mutating(recorder.calls()) == []
+    assert result.facts("ecr_image__image_uri") == uri
+    assert result.facts("ecr_image__repository_uri") == uri.rsplit(":", 1)[0]
+    assert result.facts("ecr_image__tag") == "1.2.3"
+
