@@ -102,7 +102,8 @@ def main() -> None:
     print(f"flow    lxml + Decimal (parse+transform)        {ours:8.1f} ms/page  (median of {args.iterations}; "
           f"{verdict} the {TARGET_MS:.0f} ms target)")
     print(f"ref     BeautifulSoup+lxml, tree build only     {tree:8.1f} ms/page  (median of {args.iterations})")
-    print(f"orig    BeautifulSoup+html5lib + pandas         {base:8.1f} ms/page  (median of {args.baseline_iterations}; "
+    print(f"orig    BeautifulSoup+html5lib + pandas         {base:8.1f} ms/page  "
+          f"(median of {args.baseline_iterations}; "
           f"{unreadable} of {len(rows)} prices unreadable as float)")
     print(f"ratio   original / flow                         {base / ours:8.1f}x")
 

@@ -121,7 +121,8 @@ def publish_artifacts(rows: list[dict[str, str]], currency: str, uri: str, fx: F
         description=f"Top {len(rows)} CoinMarketCap gainers in USD and {currency} ({uri})",
     )
     top = "\n".join(
-        f"| {r['rank']} | {r['name']} | {r['symbol']} | {r['change_24h_pct']}% | {r[f'price_{ccy}']} |" for r in rows[:10]
+        f"| {r['rank']} | {r['name']} | {r['symbol']} | {r['change_24h_pct']}% | {r[f'price_{ccy}']} |"
+        for r in rows[:10]
     )
     create_markdown_artifact(
         key=f"top-gainers-{ccy}-summary",

@@ -18,7 +18,9 @@ def result_key(prefix: str, currency: str, run_id: str, scheduled_start: datetim
     retried task or flow run writes the very same key and overwrites its own object.
     """
     if not _PREFIX.match(prefix):
-        raise ValueError(f"results_prefix may only hold S3-safe characters (letters, digits, !_.*'()/-), got {prefix!r}")
+        raise ValueError(
+            f"results_prefix may only hold S3-safe characters (letters, digits, !_.*'()/-), got {prefix!r}"
+        )
     if not re.fullmatch(r"[A-Za-z0-9-]+", run_id):
         raise ValueError(f"flow run id must be a UUID-like token, got {run_id!r}")
     when = scheduled_start.astimezone(timezone.utc) if scheduled_start.tzinfo else scheduled_start

@@ -96,8 +96,8 @@ def table(rows: str, headers: str = "<th>#</th><th>Name</th><th>Price</th><th>24
     return f"<html><body>{heading}<table><thead><tr>{headers}</tr></thead><tbody>{rows}</tbody></table></body></html>"
 
 
-ROW = ('<tr><td>{rank}</td><td><a href="/currencies/{slug}/"><p>{name}</p><p class="coin-item-symbol">{sym}</p></a></td>'
-       "<td>{price}</td><td>{change}</td><td>{volume}</td></tr>")
+ROW = ('<tr><td>{rank}</td><td><a href="/currencies/{slug}/"><p>{name}</p>'
+       '<p class="coin-item-symbol">{sym}</p></a></td><td>{price}</td><td>{change}</td><td>{volume}</td></tr>')
 
 
 def row(rank=1, slug="x", name="Xcoin", sym="XC", price="$1.00", change="5%", volume="$100"):

@@ -159,7 +159,8 @@ def test_cli_runs_the_flow_like_a_user(flow_stack, aws, results_bucket):
     env = {**os.environ, **flow_stack.aws_env(), "PREFECT_API_URL": flow_stack.prefect_api_url}
     proc = subprocess.run(
         [sys.executable, "-m", "gainers_elt", "--results-bucket", results_bucket,
-         "--source-url", f"{flow_stack.fixtures_url}/gainers-losers/", "--fx-api-url", f"{flow_stack.fixtures_url}/latest"],
+         "--source-url", f"{flow_stack.fixtures_url}/gainers-losers/",
+         "--fx-api-url", f"{flow_stack.fixtures_url}/latest"],
         cwd=FLOW_APP, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
