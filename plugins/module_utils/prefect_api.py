@@ -97,7 +97,7 @@ class PrefectApiError(Exception):
 class PrefectClient:
     """Thin JSON client; ``request`` is the single place HTTP happens."""
 
-    def __init__(self, module, sleep=time.sleep):
+    def __init__(self, module, sleep=None):
         self.module = module
         params = module.params
         self.api_url = params["api_url"].rstrip("/")
@@ -112,7 +112,7 @@ class PrefectClient:
         if header:
             self.headers["Authorization"] = header
         self.writes = []  # (method, path) of every mutating call, for honest reporting and tests
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
 
     @property
     def ui_url(self):
@@ -204,11 +204,12 @@ def quote(segment):
     return _quote(str(segment), safe="")
 
 
-def wait_for_workers(client, pool, count, timeout, interval=2.0, clock=time.monotonic, sleep=time.sleep):
+def wait_for_workers(client, pool, count, timeout, interval=2.0):
     """Poll until ``count`` workers of ``pool`` are ONLINE or ``timeout`` seconds pass.
 
     Returns (online_names, all_workers, waited_seconds, satisfied).
     """
+    clock, sleep = time.monotonic, time.sleep
     start = clock()
     while True:
         online, workers = client.online_workers(pool)
