@@ -239,10 +239,11 @@ def parse_gainers(content: bytes | str, page_url: str, encoding: str | None = No
             candidates.append((table, columns))
     if not candidates:
         title = " ".join((document.findtext(".//title") or "").split())
+        text = " ".join(document.xpath("string(//body)").split())[:200]
         raise PageFormatError(
             f"{page_url}: expected a table with headers like '#', 'Name', 'Price', '24h %', 'Volume(24h)'; "
             f"found {len(tables)} table(s) with headers {seen}; page title {title!r}; "
-            f"page starts with {_snippet(content)!r}"
+            f"text starts with {text!r}; page starts with {_snippet(content)!r}"
         )
     if len(candidates) == 1:
         table, columns = candidates[0]
