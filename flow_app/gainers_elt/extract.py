@@ -239,7 +239,8 @@ def parse_gainers(content: bytes | str, page_url: str, encoding: str | None = No
             candidates.append((table, columns))
     if not candidates:
         title = " ".join((document.findtext(".//title") or "").split())
-        text = " ".join(document.xpath("string(//body)").split())[:200]
+        etree.strip_elements(document, "script", "style", "noscript", with_tail=False)  # error path only
+        text = " ".join(" ".join(document.itertext()).split()).removeprefix(title).strip()[:200]
         raise PageFormatError(
             f"{page_url}: expected a table with headers like '#', 'Name', 'Price', '24h %', 'Volume(24h)'; "
             f"found {len(tables)} table(s) with headers {seen}; page title {title!r}; "

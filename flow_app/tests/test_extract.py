@@ -82,7 +82,7 @@ def test_captcha_page_fails_saying_what_was_found(cmc_page):
     assert "expected a table with headers like '#', 'Name', 'Price'" in message
     assert "found 0 table(s)" in message
     assert "'Just a moment...'" in message       # the title
-    assert "text starts with 'coinmarketcap.com Checking if the site connection is secure" in message
+    assert "text starts with 'coinmarketcap.com Checking if the site connection is secure coinmarketcap.com needs" in message
     assert "page starts with '<!DOCTYPE html>" in message
 
 
