@@ -103,7 +103,8 @@ def aws_env() -> dict[str, str]:
 SERVICES = [
     Service(
         "moto",
-        "/moto-api/data.json",
+        # The dashboard page: /moto-api/data.json gets slow with state and can 500 after some deletes.
+        "/moto-api/",
         30,
         {
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
@@ -186,9 +187,12 @@ def alive(record: dict | None) -> bool:
 def start(svc: Service, pool: str | None = None, extra_env: dict[str, str] | None = None) -> str:
     record = read_pid(svc)
     if alive(record) and (pool is None or record.get("pool") == pool):
-        if wait_healthy(svc, record, quiet=True):
+        if wait_healthy(svc, record):
             return "reused"
-    if alive(record):  # running but unhealthy or serving another pool
+        # Never restart silently: for moto that would wipe the emulated account.
+        sys.exit(f"local-stack: {svc.name} (pid {record['pid']}) is running but not healthy at "
+                 f"{svc.url}{svc.health_path}; see {svc.logfile}, or `make down && make up` to restart it.")
+    if alive(record):  # the worker, serving another pool
         stop(svc)
     if port_in_use(svc.port):
         sys.exit(
