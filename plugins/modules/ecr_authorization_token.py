@@ -13,8 +13,8 @@ version_added: 0.1.0
 description:
   - Calls C(ecr:GetAuthorizationToken) and returns the registry endpoint with the decoded user name and
     password, ready for a container registry login (podman, buildah, docker) or the registry HTTP API.
-  - The token is valid for 12 hours. It is a secret - always run this module with C(no_log: true) and
-    pass the password to the next task without printing it.
+  - "The token is valid for 12 hours. It is a secret: always run this module with C(no_log: true) and
+    pass the password to the next task without printing it."
   - Read-only; it never changes anything, so it runs in check mode too.
   - Other modules of this collection are not members of the C(aws) group of amazon.aws, so give this module
     its connection settings with C(module_defaults) for C(group/dataops.prefect_fargate.aws) (or the module
