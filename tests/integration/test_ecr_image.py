@@ -193,6 +193,12 @@ def test_second_run_builds_pushes_and_writes_nothing(ecr):
     names = [name.split(" : ", 1)[-1] for name, res in result.task_results() if not res.get("skipped")]
     assert "Build and push with podman" not in names
 
+    # Check mode on the deployed repository predicts nothing and makes no AWS write either.
+    recorder = stack.MotoRecorder().start()
+    check = ecr["run"](_check=True)
+    assert check.rc == 0 and check.changed_tasks == [], check.changed_tasks
+    assert mutating(recorder.calls()) == []
+
 
 def test_changing_the_dockerfile_gives_a_new_tag(ecr):
     stack, repo, app = ecr["stack"], ecr["repo"], ecr["app"]
