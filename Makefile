@@ -64,5 +64,5 @@ build: venv ## Build the collection tarball
 lock: ## Recompile requirements.txt from requirements.in
 	.cache/uv-tool/bin/uv pip compile --python-version 3.12 requirements.in -o requirements.txt
 
-clean: down ## Stop the stack and remove its state, caches and built images
-	rm -rf .local-stack .cache/dist .pytest_cache
+clean: down ## Stop the stack and remove its state (emulator, Prefect DB, image storage) and caches
+	rm -rf "$${LOCAL_STACK_STATE:-.local-stack}" .cache/dist .pytest_cache

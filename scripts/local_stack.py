@@ -7,6 +7,8 @@ Services (each with a health check, a pid file and a log under the state folder)
   fixtures  recorded CoinMarketCap + FX     FIXTURES_PORT   (default 5002)
   registry  container registry (Debian)     REGISTRY_PORT   (default 5001)
   worker    Prefect process worker          WORKER_PORT     (default 8080), started on demand
+and, when podman is installed, a stand-in for the Prefect base image (nothing can be pulled here) in
+image storage under the state folder, so the ecr_image role builds the real flow_app/Dockerfile.
 
 Usage: local_stack.py up | down | status | reset | env | worker-start --pool P | worker-stop
 
@@ -259,9 +261,33 @@ def stop(svc: Service) -> str:
     return f"stopped (pid {pid})"
 
 
+BASE_IMAGE = os.environ.get("LOCAL_BASE_IMAGE", "localhost/prefect-standin:3.9.1-python3.12")
+CONTAINERS = STATE / "containers"
+
+
+def ensure_base_image() -> str:
+    """Import the stand-in base image into the stack's image storage (once)."""
+    podman = shutil.which("podman")
+    if not podman:
+        return "skipped (podman not installed: apt-get install podman)"
+    CONTAINERS.mkdir(parents=True, exist_ok=True)
+    conf = CONTAINERS / "base-storage.conf"
+    # Same layout the ecr_image role writes for ecr_image_storage_dir=<state>/containers.
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{CONTAINERS}/storage"\nrunroot = "{CONTAINERS}/run"\n')
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+    if subprocess.run([podman, "image", "exists", BASE_IMAGE], env=env, capture_output=True).returncode == 0:
+        return "reused"
+    sys.path.insert(0, str(REPO))
+    from tests.fixtures.base_image.make_base import build_base_image
+
+    build_base_image(conf, BASE_IMAGE, CONTAINERS / "work")
+    return "imported"
+
+
 def cmd_up(_: argparse.Namespace) -> None:
     for svc in SERVICES:
         print(f"  {svc.name:<9} {svc.url:<24} {start(svc)}", flush=True)
+    print(f"  {'base':<9} {BASE_IMAGE:<24} {ensure_base_image()}", flush=True)
 
 
 def cmd_down(_: argparse.Namespace) -> None:

@@ -51,6 +51,8 @@ def test_every_inventory_names_its_environment(env):
 def test_no_clear_text_secret_is_committed():
     tracked = subprocess.run(["git", "ls-files", "inventories"], cwd=REPO, capture_output=True, text=True).stdout.split()
     for path in tracked:
+        if not (REPO / path).is_file() or (REPO / path).is_symlink():
+            continue
         text = (REPO / path).read_text()
         if path.endswith("vault.yml"):
             assert text.startswith("$ANSIBLE_VAULT"), f"{path} must be ansible-vault encrypted"
