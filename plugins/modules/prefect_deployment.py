@@ -428,18 +428,17 @@ def main():
         module.fail_json(msg=str(exc))
 
     if current is None:
-        flow = client.get_flow(params["flow_name"])
-        if flow is None and not module.check_mode:
-            flow = client.request("POST", "/flows/", body={"name": params["flow_name"]})
-        flow_id = (flow or {}).get("id", "")
-        body = create_body(params, flow_id)
         if module.check_mode:
+            flow = client.get_flow(params["flow_name"])
+            flow_id = (flow or {}).get("id", "")
+            body = create_body(params, flow_id)
             predicted = dict(body, id="", tags=params["tags"] or [], concurrency_limit=params["concurrency_limit"],
                              schedules=body["schedules"])
             finish(True, predicted, flow_id)
-        created = client.request("POST", "/deployments/", body=body)
-        after = client.request("GET", "/deployments/%s" % created["id"])
-        finish(True, after, flow_id)
+        # POST /flows/ returns the existing flow when there is one: one call instead of read-then-create
+        flow_id = client.request("POST", "/flows/", body={"name": params["flow_name"]})["id"]
+        created = client.request("POST", "/deployments/", body=create_body(params, flow_id))
+        finish(True, created, flow_id)
 
     dep_path = "/deployments/%s" % current["id"]
     update = compute_update(params, current)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from unittest import mock
+import urllib.error
 
 import pytest
 
@@ -23,20 +23,71 @@ class FakeModule:
         raise ModuleFail({"msg": msg, **kwargs})
 
 
+class Response:
+    def __init__(self, status, body):
+        self.status, self._body = status, body
+
+    def read(self):
+        return self._body
+
+
 def answer(status, body=b"", msg="OK"):
-    """(response, info) as fetch_url returns them; error bodies live in info['body']."""
-    info = {"status": status, "msg": msg, "url": "x"}
+    """What urls.Request.open does: return a response for 2xx, raise HTTPError / URLError otherwise."""
+    if status == -1:
+        return urllib.error.URLError(msg)
     if 200 <= status < 300:
-        return io.BytesIO(body), info
-    info["body"] = body
-    return None, info
+        return Response(status, body)
+    return urllib.error.HTTPError("http://x", status, msg, {}, io.BytesIO(body))
+
+
+class FakeRequest:
+    """Stands in for ansible.module_utils.urls.Request; records constructor and open() calls."""
+
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.opened = []
+        FakeRequest.instances.append(self)
+
+    def open(self, method, url, data=None):
+        self.opened.append((method, url, data))
+        outcome = FakeRequest.script.pop(0) if FakeRequest.script else FakeRequest.default
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
 
 @pytest.fixture
 def fetch(monkeypatch):
-    fake = mock.MagicMock(name="fetch_url")
-    monkeypatch.setattr(prefect_api, "fetch_url", fake)
-    return fake
+    """Scripted transport: set .return_value (every call) or .side_effect (in order); inspect .calls."""
+    FakeRequest.instances, FakeRequest.script, FakeRequest.default = [], [], answer(200, b"null")
+    monkeypatch.setattr(prefect_api, "Request", FakeRequest)
+
+    class Control:
+        @property
+        def calls(self):
+            return [c for r in FakeRequest.instances for c in r.opened]
+
+        @property
+        def call_count(self):
+            return len(self.calls)
+
+        @property
+        def headers(self):
+            return FakeRequest.instances[-1].kwargs["headers"]
+
+        @property
+        def request_kwargs(self):
+            return FakeRequest.instances[-1].kwargs
+
+        def __setattr__(self, name, value):
+            if name == "return_value":
+                FakeRequest.default = value
+            elif name == "side_effect":
+                FakeRequest.script = list(value)
+
+    return Control()
 
 
 def client(**params):
@@ -54,10 +105,22 @@ def test_auth_header(fetch, params, header):
     fetch.return_value = answer(200, b'{"ok": true}')
     c, _ = client(**params)
     assert c.request("GET", "/health") == {"ok": True}
-    _, kwargs = fetch.call_args
-    assert kwargs["headers"].get("Authorization") == header
-    assert fetch.call_args[0][1] == "https://prefect.test/api/health"
-    assert kwargs["method"] == "GET" and kwargs["timeout"] == 7
+    assert fetch.headers.get("Authorization") == header
+    assert fetch.calls == [("GET", "https://prefect.test/api/health", None)]
+    assert fetch.request_kwargs["timeout"] == 7 and fetch.request_kwargs["validate_certs"] is True
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_one_transport_and_tls_context_per_run(fetch, validate):
+    """TLS verification follows validate_certs; the context is built once, not per request."""
+    fetch.return_value = answer(200, b"{}")
+    c, _ = client(validate_certs=validate)
+    for _ in range(3):
+        c.request("GET", "/health")
+    assert len(FakeRequest.instances) == 1 and fetch.call_count == 3
+    context = fetch.request_kwargs["context"]
+    assert context.check_hostname is validate
+    assert fetch.request_kwargs["validate_certs"] is validate
 
 
 def test_basic_header_matches_prefects_own_client():
@@ -74,7 +137,7 @@ def test_json_body_is_sent(fetch):
     fetch.return_value = answer(201, b'{"id": "1"}')
     c, _ = client()
     c.request("POST", "/flows/", body={"name": "f"})
-    assert json.loads(fetch.call_args[1]["data"]) == {"name": "f"}
+    assert json.loads(fetch.calls[0][2]) == {"name": "f"}
     assert c.writes == [("POST", "/flows/")]
 
 
@@ -95,7 +158,7 @@ def test_retries_5xx_with_backoff_then_succeeds(fetch):
 
 
 def test_connection_error_exhausts_retries_and_says_so(fetch):
-    fetch.return_value = answer(-1, msg="Request failed: <urlopen error [Errno 111] Connection refused>")
+    fetch.return_value = answer(-1, msg="[Errno 111] Connection refused")
     c, sleeps = client(retries=2)
     with pytest.raises(ModuleFail) as info:
         c.request("GET", "/health")
@@ -140,7 +203,7 @@ def test_names_are_url_quoted(fetch):
     fetch.return_value = answer(404)
     c, _ = client()
     c.get_deployment("my flow", "a/b")
-    assert fetch.call_args[0][1] == "https://prefect.test/api/deployments/name/my%20flow/a%2Fb"
+    assert fetch.calls[0][1] == "https://prefect.test/api/deployments/name/my%20flow/a%2Fb"
 
 
 def test_sanitize_blanks_secret_values_but_keeps_arns():

@@ -60,19 +60,18 @@ def existing(**overrides):
     return dep
 
 
-@pytest.mark.parametrize("flow_exists", [True, False], ids=["flow-exists", "flow-missing"])
-def test_create(run_module, flow_exists):
-    script = [Call("GET", DEP_PATH, None), Call("GET", "/flows/name/top-gainers-elt", {"id": FLOW_ID} if flow_exists else None)]
-    if not flow_exists:
-        script.append(Call("POST", "/flows/", {"id": FLOW_ID}, body={"name": "top-gainers-elt"}))
-    script += [Call("POST", "/deployments/", {"id": DEP_ID}), Call("GET", f"/deployments/{DEP_ID}", existing())]
+def test_create_upserts_flow_then_creates_deployment_with_schedules(run_module):
+    # POST /flows/ answers with the existing flow when there is one, so create needs no flow read
+    script = [Call("GET", DEP_PATH, None),
+              Call("POST", "/flows/", {"id": FLOW_ID}, body={"name": "top-gainers-elt"}),
+              Call("POST", "/deployments/", existing())]
     result, api = run_module(prefect_deployment, ARGS, script)
 
     assert result["changed"] is True
     assert result["id"] == DEP_ID and result["flow_id"] == FLOW_ID
     assert result["name"] == "top-gainers-elt/daily"
     assert result["ui_url"] == f"http://prefect.test/deployments/deployment/{DEP_ID}"
-    body = api.calls[-2][2]
+    body = api.calls[-1][2]
     assert body["flow_id"] == FLOW_ID and body["name"] == "daily"
     assert body["schedules"] == [{"schedule": {"cron": "0 6 * * *", "timezone": "UTC", "day_or": True},
                                   "active": True, "parameters": {}, "slug": "daily"}]
