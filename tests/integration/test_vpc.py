@@ -26,6 +26,17 @@ def tags(resource: dict) -> dict:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
+def failure_messages(playbook_run) -> str:
+    """Messages of failed tasks, including the per-item messages of failed loops."""
+    out = []
+    for name, result in playbook_run.task_results():
+        if result.get("failed"):
+            out.append(f"{name}: {result.get('msg', '')}")
+            out += [str(item.get("msg", "")) for item in result.get("results", [])
+                    if item.get("failed") or item.get("evaluated_to") is False]
+    return "\n".join(out)
+
+
 def run(stack, extra=None, check=False):
     """Run the playbook while recording moto; return the run, every call and the write calls."""
     recorder = stack.MotoRecorder().start()
@@ -166,6 +177,7 @@ def test_delete_removes_everything_and_is_idempotent(stack_runs, local_stack):
     assert second.writes == []
 
 
+@pytest.mark.slow
 def test_per_az_nat_then_back_to_single(local_stack):
     extra = {"vpc_name": "prefect-elt-vpc-az", "vpc_cidr": "10.30.0.0/16", "vpc_nat_gateways": "per_az"}
     client = ec2()
@@ -193,6 +205,7 @@ def test_per_az_nat_then_back_to_single(local_stack):
     assert leftovers(client) == {}
 
 
+@pytest.mark.slow
 def test_public_layout_has_no_nat_and_public_task_subnets(local_stack):
     extra = {"vpc_name": "prefect-elt-vpc-pub", "vpc_cidr": "10.40.0.0/16", "vpc_layout": "public",
              "vpc_nat_gateways": "none", "vpc_azs": ["us-east-1b", "us-east-1c"]}
@@ -230,7 +243,7 @@ def test_public_layout_has_no_nat_and_public_task_subnets(local_stack):
 def test_bad_input_fails_in_validation_without_aws_writes(local_stack, extra, variable):
     r = run(local_stack, extra)
     assert r.run.rc != 0
-    messages = " ".join(r.run.failed_messages)
+    messages = failure_messages(r.run)
     assert variable in messages, messages
     assert r.writes == []
     assert not any(c.action.startswith("Describe") for c in r.calls), "validation happens before any AWS call"
