@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -30,11 +31,22 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def api(method: str, path: str, body: dict | None = None) -> dict:
+def api(method: str, path: str, body: dict | None = None, attempts: int = 5) -> dict:
+    """One Prefect REST call; retries 5xx/connection errors (a busy SQLite server answers 503)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(API + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"{}")
+    for attempt in range(1, attempts + 1):
+        req = urllib.request.Request(API + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts:
+                raise SystemExit(f"demo: {method} {path} -> HTTP {exc.code}: {exc.read()[:300]!r}") from exc
+        except urllib.error.URLError as exc:
+            if attempt == attempts:
+                raise SystemExit(f"demo: {method} {path} failed: {exc.reason}") from exc
+        time.sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def run_site() -> float:
