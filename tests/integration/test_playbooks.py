@@ -55,3 +55,14 @@ def test_teardown_on_an_empty_account_changes_nothing(local_stack):
     assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
     assert run.changed_tasks == []
     assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
+
+
+@pytest.mark.slow
+def test_site_check_mode_on_an_empty_account_writes_nothing(local_stack):
+    reset_moto()
+    recorder = MotoRecorder().start()
+    run = run_playbook("site.yml", check=True, diff=True)
+    mutating = recorder.mutating_calls()
+    assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
+    assert run.changed_tasks, "check mode should predict changes on an empty account"
+    assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
