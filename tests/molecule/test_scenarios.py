@@ -23,3 +23,5 @@ def test_scenario(scenario, local_stack):
     (REPO / ".cache").mkdir(exist_ok=True)
     (REPO / ".cache" / f"molecule-{scenario}.log").write_text(output)
     assert proc.returncode == 0, output[-8000:]
+    # The Prefect credential of inventories/local must never reach the output (no_log end to end).
+    assert "not-a-secret" not in output
