@@ -130,8 +130,15 @@ class PlaybookRun:
 
     @property
     def failed_messages(self) -> list[str]:
-        return [f"{name}: {result.get('msg')}" for name, result in self.task_results() if result.get("failed")
-                and not result.get("ignore_errors") and "until" not in name.lower()]
+        """Messages of failed tasks, including the failed items of looped tasks."""
+        out = []
+        for name, result in self.task_results():
+            if not result.get("failed") or result.get("ignore_errors"):
+                continue
+            out.append(f"{name}: {result.get('msg')}")
+            out += [f"{name} (item): {item.get('msg')}" for item in result.get("results", [])
+                    if item.get("failed") or item.get("evaluated_to") is False]
+        return out
 
     def stats(self, host: str = "localhost") -> dict:
         return self.data.get("stats", {}).get(host, {})
