@@ -164,7 +164,9 @@ def test_builds_and_pushes_under_the_content_hash_tag(ecr):
     installed = files["/var/lib/pip-shim/pip.log"].decode().split("\n")
     assert [f"installed {req}" for req in pinned] == [line for line in installed if line]
     assert b"prefect:x:10001:10001::/home/prefect:/usr/sbin/nologin" in files["/etc/passwd"]
-    assert "/tmp/requirements.txt" not in files, "requirements.txt must be bind-mounted, not left in the image"
+    # requirements.txt is bind-mounted, not copied: its content must not be in any layer. buildah 1.28
+    # (Debian 12) sometimes leaves an empty mount-point placeholder behind, which holds nothing.
+    assert files.get("/tmp/requirements.txt", b"") == b"", "requirements.txt content was baked into the image"
 
     # ECR side (moto): scan on push, immutable tags, lifecycle policy keeping the last N, tags.
     client = ecr_client(stack)
