@@ -64,5 +64,6 @@ build: venv ## Build the collection tarball
 lock: ## Recompile requirements.txt from requirements.in
 	.cache/uv-tool/bin/uv pip compile --python-version 3.12 requirements.in -o requirements.txt
 
-clean: down ## Stop the stack and remove its state (emulator, Prefect DB, image storage) and caches
-	rm -rf "$${LOCAL_STACK_STATE:-.local-stack}" .cache/dist .pytest_cache
+clean: ## Stop the stack and remove its state (emulator, Prefect DB, image storage) and caches
+	@if [ -x $(PY) ]; then $(STACK) clean; fi
+	rm -rf .cache/dist .pytest_cache

@@ -10,7 +10,7 @@ Services (each with a health check, a pid file and a log under the state folder)
 and, when podman is installed, a stand-in for the Prefect base image (nothing can be pulled here) in
 image storage under the state folder, so the ecr_image role builds the real flow_app/Dockerfile.
 
-Usage: local_stack.py up | down | status | reset | env | worker-start --pool P | worker-stop
+Usage: local_stack.py up | down | status | reset | env | clean | worker-start --pool P | worker-stop
 
 Only processes recorded in our pid files are ever stopped, never "by name".
 State folder: LOCAL_STACK_STATE (default <repo>/.local-stack).
@@ -316,6 +316,18 @@ def cmd_reset(_: argparse.Namespace) -> None:
     print("  moto      state reset")
 
 
+def cmd_clean(args: argparse.Namespace) -> None:
+    """Stop everything, release the image storage's mounts and remove the state folder."""
+    cmd_down(args)
+    # containers/storage's overlay driver bind-mounts its own folder (and layers when mounted): a
+    # plain `rm -rf` then fails with "Device or resource busy".
+    mounts = [line.split()[1].encode().decode("unicode_escape") for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m == str(STATE) or m.startswith(f"{STATE}/")), reverse=True):
+        subprocess.run(["umount", "-l", target], check=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+    print(f"  removed   {STATE}" if not STATE.exists() else f"  could not remove {STATE} completely")
+
+
 def cmd_env(_: argparse.Namespace) -> None:
     for key, value in {**aws_env(), "PREFECT_API_URL": prefect_env()["PREFECT_API_URL"]}.items():
         print(f"export {key}={value}")
@@ -341,7 +353,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
     for name, func in (("up", cmd_up), ("down", cmd_down), ("status", cmd_status),
-                       ("reset", cmd_reset), ("env", cmd_env), ("worker-stop", cmd_worker_stop)):
+                       ("reset", cmd_reset), ("env", cmd_env), ("worker-stop", cmd_worker_stop),
+                       ("clean", cmd_clean)):
         sub.add_parser(name).set_defaults(func=func)
     worker = sub.add_parser("worker-start", help="start (or reuse) the local process worker")
     worker.add_argument("--pool", required=True)
