@@ -8,8 +8,12 @@ ENV   ?= local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup venv system-deps up down status reset demo test test-fast test-unit test-integration \
-        test-molecule lint site teardown clean lock build bench
+# The test suite runs on its own instance of the local stack (own ports and state folder, see
+# scripts/local_stack.py), so `make test` never touches the stack `make demo` deployed.
+TEST_STACK := LOCAL_STACK_INSTANCE=test $(STACK)
+
+.PHONY: help setup venv system-deps up down status reset demo test test-fast test-down lint site teardown \
+        clean lock build bench
 
 help: ## List targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,16 +41,20 @@ reset: ## Wipe the AWS emulator's state (moto)
 demo: up ## Whole product on the local stack: site.yml, one flow run, summary
 	@$(PY) scripts/demo.py
 
-site: setup ## ansible-playbook site.yml -i inventories/$(ENV)
+site: setup ## ansible-playbook site.yml on inventories/ENV (ENV=local by default; ARGS=... passes options)
 	ansible-playbook site.yml -i inventories/$(ENV) $(ARGS)
 
-teardown: setup ## ansible-playbook teardown.yml -i inventories/$(ENV)
+teardown: setup ## ansible-playbook teardown.yml on inventories/ENV (ENV=local by default)
 	ansible-playbook teardown.yml -i inventories/$(ENV) $(ARGS)
 
-test: up ## Everything CI runs: lint, unit, integration, molecule (needs the local stack)
+test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own stack instance)
 	$(MAKE) lint
+	@echo "test stack (leaves a demo stack alone):"; $(TEST_STACK) up
 	$(PY) -m pytest -m "not molecule" $(PYTEST_ARGS)
 	$(PY) -m pytest -m molecule $(PYTEST_ARGS)
+
+test-down: ## Stop the test suite's stack instance
+	@if [ -x $(PY) ]; then echo "test stack:"; $(TEST_STACK) down; fi
 
 test-fast: venv ## Unit tests only: no servers, seconds
 	$(PY) -m pytest -m "not integration and not molecule" $(PYTEST_ARGS)
@@ -64,6 +72,6 @@ build: venv ## Build the collection tarball
 lock: ## Recompile requirements.txt from requirements.in
 	.cache/uv-tool/bin/uv pip compile --python-version 3.12 requirements.in -o requirements.txt
 
-clean: ## Stop the stack and remove its state (emulator, Prefect DB, image storage) and caches
-	@if [ -x $(PY) ]; then $(STACK) clean; fi
+clean: ## Stop both stack instances and remove their state (emulator, Prefect DB, images) and caches
+	@if [ -x $(PY) ]; then $(STACK) clean; $(TEST_STACK) clean; fi
 	rm -rf .cache/dist .pytest_cache

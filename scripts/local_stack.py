@@ -10,10 +10,15 @@ Services (each with a health check, a pid file and a log under the state folder)
 and, when podman is installed, a stand-in for the Prefect base image (nothing can be pulled here) in
 image storage under the state folder, so the ecr_image role builds the real flow_app/Dockerfile.
 
-Usage: local_stack.py up | down | status | reset | env | clean | worker-start --pool P | worker-stop
+Usage: local_stack.py up [SERVICE ...] | down | status | reset | env | clean | worker-start --pool P | worker-stop
+
+Two instances never share a port or a state folder (LOCAL_STACK_INSTANCE, default "demo"):
+  demo  what `make up` / `make demo` / `make site` use: state <repo>/.local-stack, the ports above
+  test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180)
+so `make test` never touches (or wipes) a deployed demo stack. Each variable still overrides one value.
 
 Only processes recorded in our pid files are ever stopped, never "by name".
-State folder: LOCAL_STACK_STATE (default <repo>/.local-stack).
+State folder: LOCAL_STACK_STATE (default: the instance's folder).
 """
 
 from __future__ import annotations
@@ -33,25 +38,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("LOCAL_STACK_STATE", REPO / ".local-stack")).resolve()
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
+# Per instance: state folder and default ports. The test suite's instance is disjoint from the demo's.
+INSTANCES = {
+    "demo": {"state": ".local-stack", "MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002,
+             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080},
+    "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
+             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180},
+}
+INSTANCE = os.environ.get("LOCAL_STACK_INSTANCE") or "demo"
+if INSTANCE not in INSTANCES:
+    sys.exit(f"local-stack: LOCAL_STACK_INSTANCE={INSTANCE!r} is not one of {', '.join(INSTANCES)}")
+STATE = Path(os.environ.get("LOCAL_STACK_STATE") or REPO / INSTANCES[INSTANCE]["state"]).resolve()
 
-def port(name: str, default: int) -> int:
-    value = os.environ.get(name, str(default))
+
+def port(name: str) -> int:
+    value = os.environ.get(name) or str(INSTANCES[INSTANCE][name])
     if not value.isdigit() or not 0 < int(value) < 65536:
         sys.exit(f"local-stack: {name}={value!r} is not a TCP port (1-65535)")
     return int(value)
 
 
 PORTS = {
-    "moto": port("MOTO_PORT", 5000),
-    "prefect": port("PREFECT_PORT", 4200),
-    "fixtures": port("FIXTURES_PORT", 5002),
-    "registry": port("REGISTRY_PORT", 5001),
-    "worker": port("WORKER_PORT", 8080),
+    "moto": port("MOTO_PORT"),
+    "prefect": port("PREFECT_PORT"),
+    "fixtures": port("FIXTURES_PORT"),
+    "registry": port("REGISTRY_PORT"),
+    "worker": port("WORKER_PORT"),
 }
+
+
+def instance_env() -> dict[str, str]:
+    """The variables that pin a process (ansible-playbook, pytest, molecule) to this instance."""
+    return {"LOCAL_STACK_INSTANCE": INSTANCE, "LOCAL_STACK_STATE": str(STATE),
+            **{f"{name.upper()}_PORT": str(number) for name, number in PORTS.items()}}
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -284,10 +306,13 @@ def ensure_base_image() -> str:
     return "imported"
 
 
-def cmd_up(_: argparse.Namespace) -> None:
+def cmd_up(args: argparse.Namespace) -> None:
+    wanted = args.services or [svc.name for svc in SERVICES] + ["base"]
     for svc in SERVICES:
-        print(f"  {svc.name:<9} {svc.url:<24} {start(svc)}", flush=True)
-    print(f"  {'base':<9} {BASE_IMAGE:<24} {ensure_base_image()}", flush=True)
+        if svc.name in wanted:
+            print(f"  {svc.name:<9} {svc.url:<24} {start(svc)}", flush=True)
+    if "base" in wanted:
+        print(f"  {'base':<9} {BASE_IMAGE:<24} {ensure_base_image()}", flush=True)
 
 
 def cmd_down(_: argparse.Namespace) -> None:
@@ -329,7 +354,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
 
 def cmd_env(_: argparse.Namespace) -> None:
-    for key, value in {**aws_env(), "PREFECT_API_URL": prefect_env()["PREFECT_API_URL"]}.items():
+    for key, value in {**instance_env(), **aws_env(), "PREFECT_API_URL": prefect_env()["PREFECT_API_URL"]}.items():
         print(f"export {key}={value}")
 
 
@@ -352,7 +377,11 @@ def cmd_worker_stop(_: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
-    for name, func in (("up", cmd_up), ("down", cmd_down), ("status", cmd_status),
+    up = sub.add_parser("up", help="start (or reuse) the services, then the base image")
+    up.add_argument("services", nargs="*", choices=[svc.name for svc in SERVICES] + ["base"],
+                    help="only these (default: all)")
+    up.set_defaults(func=cmd_up)
+    for name, func in (("down", cmd_down), ("status", cmd_status),
                        ("reset", cmd_reset), ("env", cmd_env), ("worker-stop", cmd_worker_stop),
                        ("clean", cmd_clean)):
         sub.add_parser(name).set_defaults(func=func)

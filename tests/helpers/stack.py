@@ -1,10 +1,18 @@
-"""Test helpers for the local stack: endpoints, emulator reset, request recording, playbook runs."""
+"""Test helpers for the local stack: endpoints, emulator reset, request recording, playbook runs.
+
+The suite runs on its own instance of the local stack (LOCAL_STACK_INSTANCE=test: own state folder,
+own ports), never on the demo stack `make demo` leaves deployed. Importing this module pins the
+process and every child (ansible-playbook, molecule) to that instance through the environment; a
+variable set by the caller (e.g. MOTO_PORT) still wins.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -15,25 +23,42 @@ VENV_BIN = REPO / ".venv" / "bin"
 PYTHON = VENV_BIN / "python"
 STACK_SCRIPT = REPO / "scripts" / "local_stack.py"
 
+
+def _load_stack_script():
+    spec = importlib.util.spec_from_file_location("local_stack", STACK_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+os.environ.setdefault("LOCAL_STACK_INSTANCE", "test")
+local_stack_script = _load_stack_script()
+os.environ.update(local_stack_script.instance_env())
+
 # Read-only API verbs. Anything else recorded by moto counts as a write.
 READ_PREFIXES = ("Describe", "List", "Get", "Head", "Search", "Lookup", "BatchGet")
 READ_ACTIONS = {"GetCallerIdentity"}
 
 
 def moto_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5000')}"
+    return f"http://127.0.0.1:{os.environ['MOTO_PORT']}"
 
 
 def prefect_api_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('PREFECT_PORT', '4200')}/api"
+    return f"http://127.0.0.1:{os.environ['PREFECT_PORT']}/api"
 
 
 def fixtures_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('FIXTURES_PORT', '5002')}"
+    return f"http://127.0.0.1:{os.environ['FIXTURES_PORT']}"
 
 
 def registry_address() -> str:
-    return f"127.0.0.1:{os.environ.get('REGISTRY_PORT', '5001')}"
+    return f"127.0.0.1:{os.environ['REGISTRY_PORT']}"
+
+
+def state_dir() -> Path:
+    return Path(os.environ["LOCAL_STACK_STATE"])
 
 
 def stack(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,6 +79,33 @@ def _post(path: str) -> bytes:
 
 def reset_moto() -> None:
     _post("/moto-api/reset")
+
+
+def prefect_api(method: str, path: str, body: dict | None = None, base: str | None = None):
+    """One call to a local Prefect server's REST API (the suite's, unless `base` is given)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request((base or prefect_api_url()) + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def reset_prefect() -> None:
+    """Empty the suite's Prefect server (deployments, work pools, flows): "an empty account" on the
+    Prefect side, like reset_moto() on the AWS side. Only ever the suite's own instance."""
+    if os.environ.get("LOCAL_STACK_INSTANCE") != "test":
+        raise RuntimeError("reset_prefect() only empties the test instance (LOCAL_STACK_INSTANCE=test)")
+    for kind, key in (("deployments", "id"), ("work_pools", "name"), ("flows", "id")):
+        while page := prefect_api("POST", f"/{kind}/filter", {"limit": 200}):  # the API pages results
+            for item in page:
+                prefect_api("DELETE", f"/{kind}/{urllib.parse.quote(str(item[key]))}")
+
+
+def reset_account() -> None:
+    """An empty AWS account and an empty Prefect workspace on the suite's own stack."""
+    reset_moto()
+    reset_prefect()
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""The test suite's local stack and the demo's never share a port or a state folder (issue #19): `make test`
+after `make demo` runs on its own instance and cannot wipe the demo's emulator or Prefect server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.helpers.stack import STACK_SCRIPT, local_stack_script
+
+INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
+                      "REGISTRY_PORT", "WORKER_PORT")
+
+
+def instance_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}
+    proc = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], env={**env, **overrides},
+                          capture_output=True, text=True, check=True)
+    return dict(line.removeprefix("export ").split("=", 1) for line in proc.stdout.splitlines())
+
+
+def ports(env: dict[str, str]) -> set[str]:
+    return {v for k, v in env.items() if k.endswith("_PORT")}
+
+
+def test_suite_and_demo_instances_are_disjoint():
+    demo, suite = instance_env(), instance_env(LOCAL_STACK_INSTANCE="test")
+    assert demo["LOCAL_STACK_INSTANCE"] == "demo" and demo["MOTO_PORT"] == "5000"
+    assert demo["LOCAL_STACK_STATE"] != suite["LOCAL_STACK_STATE"]
+    assert ports(demo) & ports(suite) == set()
+
+
+def test_importing_the_test_helpers_pins_the_suite_to_its_instance():
+    assert os.environ["LOCAL_STACK_INSTANCE"] == "test"
+    assert local_stack_script.instance_env() == {k: os.environ[k] for k in INSTANCE_VARIABLES}
+
+
+def test_one_variable_overrides_one_value():
+    suite = instance_env(LOCAL_STACK_INSTANCE="test", MOTO_PORT="5999")
+    assert suite["MOTO_PORT"] == "5999" and suite["PREFECT_PORT"] == "4300"
+
+
+def test_unknown_instance_is_refused():
+    env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}
+    proc = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], env={**env, "LOCAL_STACK_INSTANCE": "prod"},
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test" in proc.stderr
