@@ -1,9 +1,10 @@
 """Fixtures for the flow's tests.
 
 Unit tests need nothing running. Tests marked ``integration`` use ``flow_stack``, which brings up the
-local stack (moto, Prefect server, fixture server) with ``scripts/local_stack.py up`` on the ports
-from the environment (MOTO_PORT, PREFECT_PORT, FIXTURES_PORT, ...) and fails, never skips, when it
-cannot.
+local stack (moto, Prefect server, fixture server) with ``scripts/local_stack.py up`` and fails, never
+skips, when it cannot. Like the rest of the suite, they run on the test instance of the local stack
+(LOCAL_STACK_INSTANCE=test: its own ports and state folder), never on the demo stack `make demo`
+leaves deployed; MOTO_PORT, PREFECT_PORT, ... set by the caller still win.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ FLOW_APP = Path(__file__).resolve().parents[1]
 REPO = FLOW_APP.parent
 FIXTURES = FLOW_APP / "tests" / "fixtures"
 sys.path.insert(0, str(FLOW_APP))  # `import gainers_elt` exactly as the deployment's pull step lays it out
+STACK_SCRIPT = REPO / "scripts" / "local_stack.py"
+
+
+def _pin_test_instance() -> None:
+    """Export the test instance's state folder and ports, for this process and every child it starts."""
+    os.environ.setdefault("LOCAL_STACK_INSTANCE", "test")
+    out = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], capture_output=True, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        if key.startswith("LOCAL_STACK_") or key.endswith("_PORT"):
+            os.environ[key] = value
+
+
+_pin_test_instance()
 
 MARKERS = {
     "integration": "needs the local stack (moto, Prefect server, fixture server)",
@@ -54,15 +70,15 @@ class FlowStack:
 @pytest.fixture(scope="session")
 def flow_stack() -> FlowStack:
     """The local stack, started (or reused) via scripts/local_stack.py with the environment's ports."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "local_stack.py"), "up"],
+    result = subprocess.run([sys.executable, str(STACK_SCRIPT), "up"],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     if result.returncode != 0:
         pytest.fail(f"local stack did not start (rc={result.returncode}):\n{result.stdout}\n{result.stderr}")
     host = "http://127.0.0.1"
     return FlowStack(
-        moto_url=f"{host}:{os.environ.get('MOTO_PORT', '5000')}",
-        prefect_api_url=f"{host}:{os.environ.get('PREFECT_PORT', '4200')}/api",
-        fixtures_url=f"{host}:{os.environ.get('FIXTURES_PORT', '5002')}",
+        moto_url=f"{host}:{os.environ['MOTO_PORT']}",
+        prefect_api_url=f"{host}:{os.environ['PREFECT_PORT']}/api",
+        fixtures_url=f"{host}:{os.environ['FIXTURES_PORT']}",
     )
 
 

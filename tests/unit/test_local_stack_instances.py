@@ -46,3 +46,14 @@ def test_unknown_instance_is_refused():
     proc = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], env={**env, "LOCAL_STACK_INSTANCE": "prod"},
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test" in proc.stderr
+
+
+def test_the_flow_package_tests_pin_the_test_instance_too():
+    """flow_app/tests runs on its own (`pytest flow_app/tests`) without tests/conftest.py: it must not fall
+    back to the demo instance's ports either."""
+    env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}
+    code = ("import os, runpy; runpy.run_path('flow_app/tests/conftest.py'); "
+            "print(os.environ['LOCAL_STACK_INSTANCE'], os.environ['MOTO_PORT'], os.environ['PREFECT_PORT'])")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=STACK_SCRIPT.parents[1],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["test", "5100", "4300"]
