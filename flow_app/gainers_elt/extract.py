@@ -1,10 +1,11 @@
 """Extract: fetch the gainers page and parse the gainers table, located by its header texts.
 
 CoinMarketCap's page is a Next.js app whose CSS class names are generated hashes that change with
-every front-end release, so nothing here looks at them. The parser finds ``<table>`` elements whose
-header cells read like rank / name / price / 24h change (/ volume), maps columns by those headers (a
-reordered or extra column still parses) and tells the gainers table from the losers table by the
-heading above it, or failing that by the sign of the 24h changes.
+every front-end release, so nothing here looks at them. The page is read with BeautifulSoup on the
+``lxml`` parser (libxml2), keeping only tables and headings. The parser finds ``<table>`` elements
+whose header cells read like rank / name / price / 24h change (/ volume), maps columns by those
+headers (a reordered or extra column still parses) and tells the gainers table from the losers table
+by the heading above it, or failing that by the sign of the 24h changes.
 
 Anything unexpected raises :class:`PageFormatError` naming what was expected and what was found, and
 no partial result is ever returned.
@@ -13,14 +14,14 @@ no partial result is ever returned.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import urljoin
 
 import requests
-from lxml import etree
-from lxml.etree import _Element as Element
+from bs4 import BeautifulSoup, SoupStrainer, Tag
 
 from gainers_elt.numbers import (
     SUBSCRIPT_DIGITS,
@@ -32,14 +33,16 @@ from gainers_elt.numbers import (
 )
 
 DEFAULT_SOURCE_URL = "https://coinmarketcap.com/gainers-losers/"
-_NEAREST_HEADING_OR_TABLE = (
-    "preceding::*[self::table or self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6][1]"
-)
+BS4_PARSER = "lxml"  # BeautifulSoup's libxml2 backend: lenient like a browser, and its fastest one
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# Everything the parser reads lives in a table or a heading, so bs4 builds no Tag or string objects
+# for the rest of the page (navigation, footer, the __NEXT_DATA__ JSON). libxml2 still reads it all.
+_TABLES_AND_HEADINGS = SoupStrainer(["table", *sorted(_HEADINGS)])
 _ASCII_TO_SUBSCRIPT = str.maketrans("0123456789", SUBSCRIPT_DIGITS)
 # Icon-font classes (stable names, not generated hashes) that carry the sign of an unsigned change.
 _DOWN_ICON = re.compile(r"(caret|arrow|triangle)[-_]?down|down[-_]?(caret|arrow)", re.IGNORECASE)
 _WORDS = re.compile(r"[^a-z0-9#%]+")
-_SYMBOL_XPATH = etree.XPath(".//*[contains(concat(' ', normalize-space(@class), ' '), ' coin-item-symbol ')]")
+_SYMBOL_CLASS = "coin-item-symbol"  # a semantic class name, not a generated one
 REQUIRED_COLUMNS = ("rank", "name", "price", "change_24h")
 OPTIONAL_COLUMNS = ("volume_24h",)
 
@@ -101,36 +104,48 @@ def classify_header(text: str) -> str | None:
     return None
 
 
-def _text(node: Element) -> str:
-    """Cell text with ``<sub>n</sub>`` rendered as the unicode subscript ``ₙ`` (tiny-price notation)."""
-    if node.find(".//sub") is None:
-        return " ".join("".join(node.itertext()).split())
-    parts: list[str] = []
+def _text(node: Tag) -> str:
+    """Cell text, whitespace collapsed, with ``<sub>n</sub>`` rendered as the subscript ``ₙ`` (tiny prices).
 
-    def walk(element: Element) -> None:
-        if isinstance(element.tag, str) and element.text:  # skip comments / processing instructions
-            parts.append(element.text.translate(_ASCII_TO_SUBSCRIPT) if element.tag == "sub" else element.text)
-        for child in element:
-            walk(child)
-            if child.tail:
-                parts.append(child.tail)
-
-    walk(node)
+    ``Tag.strings`` yields text only (no comments, doctype or script bodies), as the browser shows it.
+    """
+    parts = [s.translate(_ASCII_TO_SUBSCRIPT) if s.parent.name == "sub" else s for s in node.strings]
     return " ".join("".join(parts).split())
 
 
-def _header_cells(table: Element) -> list[str]:
-    rows = table.xpath("./thead/tr[1]") or table.xpath("(.//tr[th])[1]")
-    if not rows:
-        return []
-    return [_text(cell) for cell in rows[0] if cell.tag in ("th", "td")]
+def _child_tags(node: Tag, names: tuple[str, ...]) -> list[Tag]:
+    """Direct children of ``node`` named one of ``names`` (rows of a section, cells of a row)."""
+    return [child for child in node.children if isinstance(child, Tag) and child.name in names]
 
 
-def _body_rows(table: Element) -> list[Element]:
-    return table.xpath("./tbody/tr") if table.find("tbody") is not None else table.xpath(".//tr[td]")
+def _header_row(table: Tag) -> Tag | None:
+    """The first ``<thead>`` row, else the first row (at any depth) that has a ``<th>`` cell."""
+    for thead in _child_tags(table, ("thead",)):
+        rows = _child_tags(thead, ("tr",))
+        if rows:
+            return rows[0]
+    for row in table.find_all("tr"):
+        if _child_tags(row, ("th",)):
+            return row
+    return None
+
+
+def _header_cells(table: Tag) -> list[str]:
+    """Texts of the header row's cells, in column order (empty if the table has no header row)."""
+    row = _header_row(table)
+    return [] if row is None else [_text(cell) for cell in _child_tags(row, ("th", "td"))]
+
+
+def _body_rows(table: Tag) -> list[Tag]:
+    """The ``<tbody>`` rows if there is a ``<tbody>``, else every row (at any depth) with a ``<td>``."""
+    bodies = _child_tags(table, ("tbody",))
+    if bodies:
+        return [row for body in bodies for row in _child_tags(body, ("tr",))]
+    return [row for row in table.find_all("tr") if _child_tags(row, ("td",))]
 
 
 def _column_map(headers: list[str]) -> dict[str, int]:
+    """Column name -> cell index; the first header of each kind wins."""
     columns: dict[str, int] = {}
     for index, header in enumerate(headers):
         column = classify_header(header)
@@ -139,19 +154,44 @@ def _column_map(headers: list[str]) -> dict[str, int]:
     return columns
 
 
-def _heading_before(table: Element) -> str:
-    """Text of the nearest heading before ``table`` (empty if another table comes first)."""
-    nearest = table.xpath(_NEAREST_HEADING_OR_TABLE)
-    if not nearest or nearest[0].tag == "table":
-        return ""
-    return _text(nearest[0]).lower()
+def _heading_before(table: Tag) -> str:
+    """Text of the nearest heading before ``table`` (empty if another table comes first).
+
+    "Before" is document order with ancestors excluded (XPath's ``preceding`` axis), so a table nested
+    in another table's cell still sees the heading above the outer table.
+    """
+    ancestors = {id(parent) for parent in table.parents}
+    for element in table.previous_elements:
+        if isinstance(element, Tag) and (element.name == "table" or element.name in _HEADINGS):
+            if id(element) in ancestors:
+                continue
+            return "" if element.name == "table" else _text(element).lower()
+    return ""
 
 
-def _parse_name_cell(cell: Element) -> tuple[str, str]:
-    fragments = [s for s in (t.strip() for t in cell.itertext()) if s and not s.isdigit()]
-    symbol_tags = _SYMBOL_XPATH(cell)  # a semantic class name, not a generated one
-    if symbol_tags:
-        symbol = _text(symbol_tags[0])
+def _tags_in(node: Tag) -> Iterator[Tag]:
+    """Every element inside ``node``, in document order (the node itself excluded)."""
+    # A plain walk: per row this is ~2x cheaper than find()/find_all() and their filter objects.
+    return (element for element in node.descendants if isinstance(element, Tag))
+
+
+def _class_names(element: Tag) -> str:
+    """The element's ``class`` attribute as one string (bs4 splits it into a list)."""
+    value = element.get("class")
+    return " ".join(value) if isinstance(value, list) else (value or "")
+
+
+def _is_link(element: Tag) -> bool:
+    """An ``<a>`` with an ``href`` (even an empty one)."""
+    return element.name == "a" and element.get("href") is not None
+
+
+def _parse_name_cell(cell: Tag) -> tuple[str, str]:
+    """(name, symbol) from the name cell: the symbol by its semantic class, else the second text."""
+    fragments = [text for text in cell.stripped_strings if not text.isdigit()]
+    symbol_tag = next((el for el in _tags_in(cell) if _SYMBOL_CLASS in _class_names(el).split()), None)
+    if symbol_tag is not None:
+        symbol = _text(symbol_tag)
         names = [f for f in fragments if f != symbol]
         if names and symbol:
             return names[0], symbol
@@ -160,19 +200,21 @@ def _parse_name_cell(cell: Element) -> tuple[str, str]:
     raise NumberFormatError(f"name cell needs a name and a symbol, found {fragments!r}")
 
 
-def _has_down_icon(cell: Element) -> bool:
-    return any(_DOWN_ICON.search(el.get("class") or "") for el in cell.iter() if isinstance(el.tag, str))
+def _has_down_icon(cell: Tag) -> bool:
+    """True if the cell (or anything in it) carries a caret/arrow-down icon class."""
+    return any(_DOWN_ICON.search(_class_names(el)) for el in (cell, *_tags_in(cell)))
 
 
-def _parse_row(row: Element, columns: dict[str, int], page_url: str) -> Gainer:
-    cells = [cell for cell in row if cell.tag in ("td", "th")]
+def _parse_row(row: Tag, columns: dict[str, int], page_url: str) -> Gainer:
+    """One data row into a :class:`Gainer`; raises :class:`NumberFormatError` naming the bad cell."""
+    cells = _child_tags(row, ("td", "th"))
     needed = max(columns.values()) + 1
     if len(cells) < needed:
         raise NumberFormatError(f"expected at least {needed} cells, found {len(cells)}")
     name_cell = cells[columns["name"]]
     name, symbol = _parse_name_cell(name_cell)
-    links = name_cell.xpath(".//a[@href]") or row.xpath(".//a[@href]")
-    if not links:
+    link = next(filter(_is_link, _tags_in(name_cell)), None) or next(filter(_is_link, _tags_in(row)), None)
+    if link is None:
         raise NumberFormatError(f"no link to the coin page for {name!r}")
     change_cell = cells[columns["change_24h"]]
     volume: Decimal | None = None
@@ -186,14 +228,15 @@ def _parse_row(row: Element, columns: dict[str, int], page_url: str) -> Gainer:
         rank=parse_rank(_text(cells[columns["rank"]])),
         name=name,
         symbol=symbol,
-        url=urljoin(page_url, links[0].get("href").strip()),
+        url=urljoin(page_url, str(link["href"]).strip()),
         price_usd=price,
         change_24h_pct=parse_percent(_text(change_cell), negative_hint=_has_down_icon(change_cell)),
         volume_24h_usd=volume,
     )
 
 
-def _parse_table(table: Element, columns: dict[str, int], page_url: str, label: str) -> list[Gainer]:
+def _parse_table(table: Tag, columns: dict[str, int], page_url: str, label: str) -> list[Gainer]:
+    """Every body row of ``table``, in rank order; any bad row, no row or a repeated rank fails it all."""
     rows, errors = [], []
     for number, row in enumerate(_body_rows(table), start=1):
         try:
@@ -215,8 +258,35 @@ def _parse_table(table: Element, columns: dict[str, int], page_url: str, label: 
 
 
 def _snippet(content: bytes | str, limit: int = 200) -> str:
+    """The first ``limit`` characters of the raw page, whitespace collapsed (for error messages)."""
     text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
     return " ".join(text[: limit * 4].split())[:limit]
+
+
+def _soup(content: bytes | str, encoding: str | None, parse_only: SoupStrainer | None = None) -> BeautifulSoup:
+    """BeautifulSoup on libxml2; without an explicit charset bs4 sniffs it (BOM, ``<meta charset>``, guess)."""
+    # from_encoding only means something for bytes (bs4 warns if it is given with str markup).
+    from_encoding = encoding if isinstance(content, bytes) else None
+    return BeautifulSoup(content, BS4_PARSER, parse_only=parse_only, from_encoding=from_encoding)
+
+
+def _no_table_error(
+    content: bytes | str, encoding: str | None, page_url: str, seen: list[list[str]]
+) -> PageFormatError:
+    """Describe a page without a gainers table: headers seen, title and first visible text."""
+    # Error path only: the strained soup has neither <title> nor body text, so parse the whole page.
+    document = _soup(content, encoding)
+    if document.find() is None:
+        return PageFormatError(f"{page_url}: not an HTML document; starts with {_snippet(content)!r}")
+    title = " ".join((document.title.get_text() if document.title else "").split())
+    for hidden in document.find_all(["script", "style", "noscript"]):
+        hidden.decompose()
+    text = " ".join(document.get_text(" ").split()).removeprefix(title).strip()[:200]
+    return PageFormatError(
+        f"{page_url}: expected a table with headers like '#', 'Name', 'Price', '24h %', 'Volume(24h)'; "
+        f"found {len(seen)} table(s) with headers {seen}; page title {title!r}; "
+        f"text starts with {text!r}; page starts with {_snippet(content)!r}"
+    )
 
 
 def parse_gainers(content: bytes | str, page_url: str, encoding: str | None = None) -> list[Gainer]:
@@ -224,28 +294,18 @@ def parse_gainers(content: bytes | str, page_url: str, encoding: str | None = No
 
     Raises :class:`PageFormatError` unless every row of the gainers table parses.
     """
-    # libxml2's HTML parser straight through lxml.etree: plain elements, no per-element Python classes.
-    parser = etree.HTMLParser(encoding=encoding, remove_comments=True, no_network=True)
-    document = etree.fromstring(content, parser) if content else None
-    if document is None:
+    if not content.strip():  # libxml2 yields no document at all: say so rather than "no table"
         raise PageFormatError(f"{page_url}: not an HTML document; starts with {_snippet(content)!r}")
-    tables = list(document.iter("table"))
+    document = _soup(content, encoding, parse_only=_TABLES_AND_HEADINGS)
     candidates, seen = [], []
-    for table in tables:
+    for table in document.find_all("table"):
         headers = _header_cells(table)
         columns = _column_map(headers)
         seen.append(headers)
         if all(column in columns for column in REQUIRED_COLUMNS):
             candidates.append((table, columns))
     if not candidates:
-        title = " ".join((document.findtext(".//title") or "").split())
-        etree.strip_elements(document, "script", "style", "noscript", with_tail=False)  # error path only
-        text = " ".join(" ".join(document.itertext()).split()).removeprefix(title).strip()[:200]
-        raise PageFormatError(
-            f"{page_url}: expected a table with headers like '#', 'Name', 'Price', '24h %', 'Volume(24h)'; "
-            f"found {len(tables)} table(s) with headers {seen}; page title {title!r}; "
-            f"text starts with {text!r}; page starts with {_snippet(content)!r}"
-        )
+        raise _no_table_error(content, encoding, page_url, seen)
     if len(candidates) == 1:
         table, columns = candidates[0]
         return _parse_table(table, columns, page_url, "gainers table")
