@@ -134,6 +134,7 @@ SERVICES = [
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
             "MOTO_ECS_SERVICE_RUNNING": os.environ.get("MOTO_ECS_SERVICE_RUNNING", "2"),
             "MOTO_RECORDER_FILEPATH": str(STATE / "moto_recording.jsonl"),
+            "LOCAL_STACK_ECR_REGISTRY_URL": f"http://{HOST}:{PORTS['registry']}",
         },
     ),
     Service("prefect", "/api/health", 90, prefect_env()),
@@ -145,7 +146,7 @@ WORKER = Service("worker", "/health", 60)
 
 def command(svc: Service, pool: str | None = None) -> list[str]:
     if svc.name == "moto":
-        return [str(BIN / "moto_server"), "-H", HOST, "-p", str(svc.port)]
+        return [sys.executable, str(REPO / "scripts" / "moto_server.py"), "-H", HOST, "-p", str(svc.port)]
     if svc.name == "prefect":
         return [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(svc.port)]
     if svc.name == "fixtures":

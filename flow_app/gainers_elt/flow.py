@@ -169,7 +169,7 @@ def top_gainers_elt(
         target_currency: ISO 4217 code to convert USD prices and volumes into.
         fx_rate: Units of target currency per USD; when set, no FX lookup is made.
         results_prefix: Key prefix in the bucket; objects go to `<prefix>/dt=YYYY-MM-DD/`.
-        results_kms_key_id: KMS key for SSE-KMS; SSE-S3 (AES256) when empty.
+        results_kms_key_id: KMS key for SSE-KMS; the bucket's default encryption when empty.
         http_retries: Retries per HTTP request (connection errors, 429, 5xx) with exponential backoff.
         request_timeout_seconds: Read timeout per HTTP request.
     """

@@ -40,8 +40,12 @@ def render_csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:
 
 def put_csv(s3_client, bucket: str, key: str, body: bytes, metadata: dict[str, str],
             kms_key_id: str | None = None) -> dict:
-    """PutObject with content type and server-side encryption (SSE-S3, or SSE-KMS with a key id)."""
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {
-        "ServerSideEncryption": "AES256"}
+    """PutObject with content type; encrypted as the bucket's default encryption says (SSE-S3 or
+    SSE-KMS with the bucket's key), or with SSE-KMS under ``kms_key_id`` when one is given.
+
+    No encryption header is forced: an ``AES256`` header on a bucket whose default is SSE-KMS would
+    silently store the object under the weaker setting the bucket owner chose against.
+    """
+    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
     return s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE,
                                 Metadata=metadata, **extra)

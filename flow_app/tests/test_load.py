@@ -62,8 +62,36 @@ def test_csv_refuses_unknown_fields():
         render_csv([{"rank": "1", "extra": "x"}], ["rank"])
 
 
+def bucket_default_encryption(aws, bucket, algorithm, key_id=None):
+    """The default encryption the s3_buckets role puts on the results bucket."""
+    default = {"SSEAlgorithm": algorithm, **({"KMSMasterKeyID": key_id} if key_id else {})}
+    aws.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": default}]})
+
+
+def test_put_csv_sends_no_encryption_header_without_a_key():
+    """The bucket's default encryption decides (SSE-S3 or SSE-KMS), never a forced AES256."""
+    class Recorder:
+        def put_object(self, **kwargs):
+            self.kwargs = kwargs
+            return {}
+    client = Recorder()
+    put_csv(client, "b", "k.csv", b"x", {})
+    assert "ServerSideEncryption" not in client.kwargs and "SSEKMSKeyId" not in client.kwargs
+
+
+@pytest.mark.integration
+def test_put_csv_follows_a_kms_bucket_default(aws, results_bucket):
+    key_id = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    bucket_default_encryption(aws, results_bucket, "aws:kms", key_id)
+    put_csv(aws, results_bucket, "k.csv", b"x", {})
+    head = aws.head_object(Bucket=results_bucket, Key="k.csv")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key_id
+
+
 @pytest.mark.integration
 def test_put_csv_to_moto_overwrites_the_same_key(aws, results_bucket):
+    bucket_default_encryption(aws, results_bucket, "AES256")
     key = result_key("top-gainers", "AUD", RUN, WHEN)
     put_csv(aws, results_bucket, key, b"a,b\r\n1,2\r\n", {"rows": "1"})
     put_csv(aws, results_bucket, key, b"a,b\r\n3,4\r\n", {"rows": "1"})  # a retried load

@@ -14,7 +14,7 @@ description:
     exactly as C(prefect deploy) does it. The source is parsed, not imported, so the flow's own
     dependencies need not be installed on the controller.
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 options:
   _terms:
     description: Entrypoints C(<path/to/file.py>:<function>), relative to O(root) unless absolute.

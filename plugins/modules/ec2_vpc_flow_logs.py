@@ -69,11 +69,15 @@ options:
     description: Remove tags not in O(tags) (keys starting with C(aws:) are never removed).
     type: bool
     default: true
+author:
+  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: full
     details: Predicts C(changed) and the diff from the read alone; no write call is made.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 notes:
   - IAM actions are C(ec2:DescribeFlowLogs) and, for changes, C(ec2:CreateFlowLogs), C(ec2:DeleteFlowLogs),
@@ -241,7 +245,7 @@ class FlowLogs:
         try:
             answer = self.client.delete_flow_logs(aws_retry=True, FlowLogIds=flow_log_ids)
         except is_boto3_error_code("InvalidFlowLogId.NotFound"):
-            return  # already gone (moto answers so; AWS lists it under Unsuccessful)
+            return  # already gone (answered as an error; usually listed under Unsuccessful, handled below)
         except (
             botocore.exceptions.BotoCoreError,
             botocore.exceptions.ClientError,

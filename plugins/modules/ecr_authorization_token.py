@@ -25,15 +25,17 @@ options:
       - AWS account ID of the registry. Defaults to the account of the credentials.
     type: str
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 
@@ -94,6 +96,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 
+# JSON-protocol services answer throttling with ThrottlingException, which AWSRetry does not
+# retry by default (it knows the EC2/query codes: Throttling, RequestLimitExceeded, ...).
+THROTTLING = ["ThrottlingException"]
+
+
 def decode_token(token):
     """Split a base64 'user:password' ECR token. Raises ValueError on anything else."""
     try:
@@ -117,7 +124,7 @@ def main():
         argument_spec=dict(registry_id=dict(type="str")),
         supports_check_mode=True,
     )
-    client = module.client("ecr", retry_decorator=AWSRetry.jittered_backoff())
+    client = module.client("ecr", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
     kwargs = {}
     if module.params["registry_id"]:
         kwargs["registryIds"] = [module.params["registry_id"]]

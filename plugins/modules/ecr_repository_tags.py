@@ -34,16 +34,18 @@ options:
     type: bool
     default: true
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: full
     details: On a repository that does not exist yet (check mode before its creation) it predicts a change.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 """
 
@@ -91,6 +93,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_ta
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 
 
+# JSON-protocol services answer throttling with ThrottlingException, which AWSRetry does not
+# retry by default (it knows the EC2/query codes: Throttling, RequestLimitExceeded, ...).
+THROTTLING = ["ThrottlingException"]
+
+
 def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
@@ -101,7 +108,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    client = module.client("ecr", retry_decorator=AWSRetry.jittered_backoff())
+    client = module.client("ecr", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
     name = module.params["repository_name"]
     wanted = {str(k): str(v) for k, v in module.params["tags"].items()}
 

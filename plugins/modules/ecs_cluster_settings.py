@@ -21,10 +21,14 @@ options:
     type: str
     choices: [enabled, disabled, enhanced]
     required: true
+author:
+  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -54,6 +58,12 @@ except ImportError:
     pass  # handled by AnsibleAWSModule
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+
+# JSON-protocol services answer throttling with ThrottlingException, which AWSRetry does not
+# retry by default (it knows the EC2/query codes: Throttling, RequestLimitExceeded, ...).
+THROTTLING = ["ThrottlingException"]
 
 
 def current_value(settings: list[dict]) -> str:
@@ -71,11 +81,11 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    client = module.client("ecs")
+    client = module.client("ecs", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
     cluster = module.params["cluster"]
     wanted = module.params["container_insights"]
     try:
-        clusters = client.describe_clusters(clusters=[cluster], include=["SETTINGS"]).get("clusters", [])
+        clusters = client.describe_clusters(aws_retry=True, clusters=[cluster], include=["SETTINGS"]).get("clusters", [])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not describe cluster {cluster}")
     active = [c for c in clusters if c.get("status") == "ACTIVE"]
@@ -90,7 +100,7 @@ def main() -> None:
         result["diff"] = dict(before={"containerInsights": before}, after={"containerInsights": wanted})
     if result["changed"] and not module.check_mode:
         try:
-            response = client.update_cluster(cluster=cluster, settings=[{"name": "containerInsights", "value": wanted}])
+            response = client.update_cluster(aws_retry=True, cluster=cluster, settings=[{"name": "containerInsights", "value": wanted}])
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             module.fail_json_aws(e, msg=f"Could not update the settings of cluster {cluster}")
         result["settings"] = response.get("cluster", {}).get("settings", result["settings"])

@@ -21,7 +21,7 @@ description:
   - Schedules are reconciled one by one through C(/api/deployments/{id}/schedules); when
     O(schedules) is omitted the deployment's schedules are left exactly as they are.
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
   - dataops.prefect_fargate.prefect
 attributes:

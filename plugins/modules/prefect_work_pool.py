@@ -21,7 +21,7 @@ description:
     so a re-run makes no API write and reports C(changed=false).
   - Optionally waits until a number of workers polling the pool are C(ONLINE).
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
   - dataops.prefect_fargate.prefect
 attributes:

@@ -15,8 +15,8 @@ description:
     - V(ecs) the ECS service is stable, C(runningCount == desiredCount) (and > 0) and its
       C(PRIMARY) deployment has C(rolloutState=COMPLETED);
     - V(target_group) the load balancer target group has at least O(min_healthy_targets) healthy
-      targets; a platform that reports no targets at all (moto) is reported as C(not reported)
-      and does not fail the check;
+      targets; a target group with no registered target at all is unhealthy (the service has not
+      attached any task yet);
     - V(workers) at least O(min_workers) workers of the Prefect work pool are C(ONLINE).
   - Without O(wait_timeout) it checks once and returns C(healthy) (never fails for an unhealthy
     service unless O(fail_on_unhealthy)), which suits an C(until:) loop that prints one line per
@@ -24,7 +24,7 @@ description:
   - AWS connection options come from C(module_defaults) of C(group/aws) (see notes) and the Prefect
     ones from C(group/dataops.prefect_fargate.prefect).
 author:
-  - dataops.prefect_fargate contributors
+  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
   - dataops.prefect_fargate.prefect
   - amazon.aws.common.modules
@@ -59,7 +59,7 @@ options:
     description: ARN of the worker target group. Required for the V(target_group) check.
     type: str
   min_healthy_targets:
-    description: Healthy targets needed when the platform reports targets.
+    description: Healthy targets needed for the V(target_group) check.
     type: int
     default: 1
   work_pool_name:
@@ -105,7 +105,7 @@ EXAMPLES = r"""
   retries: 30
   delay: 10
 
-- name: Local stack without ECS - only the Prefect workers
+- name: A worker outside ECS (no service, no load balancer) - only the Prefect workers
   dataops.prefect_fargate.prefect_worker_health:
     checks: [workers]
     work_pool_name: local-process
@@ -154,6 +154,7 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_api import (
     PREFECT_MUTUALLY_EXCLUSIVE,
@@ -163,7 +164,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_ap
 
 
 def check_ecs(ecs, cluster, service):
-    resp = ecs.describe_services(cluster=cluster, services=[service])
+    resp = ecs.describe_services(cluster=cluster, services=[service], aws_retry=True)
     services = resp.get("services") or []
     if not services:
         reason = "; ".join("%s: %s" % (f.get("arn"), f.get("reason")) for f in resp.get("failures") or [])
@@ -190,15 +191,18 @@ def check_ecs(ecs, cluster, service):
 
 
 def check_targets(elbv2, target_group_arn, minimum):
-    descriptions = elbv2.describe_target_health(TargetGroupArn=target_group_arn).get("TargetHealthDescriptions") or []
+    descriptions = elbv2.describe_target_health(
+        TargetGroupArn=target_group_arn, aws_retry=True).get("TargetHealthDescriptions") or []
     states = {}
     for item in descriptions:
         state = (item.get("TargetHealth") or {}).get("State", "unknown")
         states[state] = states.get(state, 0) + 1
     healthy_count = states.get("healthy", 0)
     if not descriptions:
-        return dict(healthy=True, reported=False, healthy_targets=0, states={},
-                    detail="target health not reported by the platform")
+        # On AWS a target group behind a running service always lists its tasks; none registered means
+        # the service has not (yet) attached any task to the load balancer: not healthy.
+        return dict(healthy=False, reported=True, healthy_targets=0, states={},
+                    detail="0 healthy (need %d); no targets registered" % minimum)
     ok = healthy_count >= minimum
     detail = "%d healthy (need %d); %s" % (
         healthy_count, minimum, ", ".join("%s=%d" % kv for kv in sorted(states.items())))
@@ -272,9 +276,9 @@ def main():
 
     clients = {}
     if "ecs" in params["checks"]:
-        clients["ecs"] = module.client("ecs")
+        clients["ecs"] = module.client("ecs", retry_decorator=AWSRetry.jittered_backoff())
     if "target_group" in params["checks"]:
-        clients["elbv2"] = module.client("elbv2")
+        clients["elbv2"] = module.client("elbv2", retry_decorator=AWSRetry.jittered_backoff())
     if "workers" in params["checks"]:
         clients["prefect"] = PrefectClient(module)
 

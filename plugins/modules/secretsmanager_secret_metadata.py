@@ -16,10 +16,14 @@ options:
     description: Name or ARN of the secret.
     type: str
     required: true
+author:
+  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -60,14 +64,20 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
+
+
+# JSON-protocol services answer throttling with ThrottlingException, which AWSRetry does not
+# retry by default (it knows the EC2/query codes: Throttling, RequestLimitExceeded, ...).
+THROTTLING = ["ThrottlingException"]
 
 
 def main() -> None:
     module = AnsibleAWSModule(argument_spec=dict(name=dict(type="str", required=True)), supports_check_mode=True)
-    client = module.client("secretsmanager")
+    client = module.client("secretsmanager", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
     try:
-        secret = client.describe_secret(SecretId=module.params["name"])
+        secret = client.describe_secret(aws_retry=True, SecretId=module.params["name"])
     except is_boto3_error_code("ResourceNotFoundException"):
         module.exit_json(changed=False, exists=False, arn="", tags={}, deleted_date="")
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:  # pylint: disable=duplicate-except

@@ -74,6 +74,14 @@ def find_leftovers() -> list[str]:
     for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]:
         add("task definition", arn.rsplit("/", 1)[-1], "ACTIVE")
 
+    sqs = _client("sqs")
+    for url in sqs.list_queues().get("QueueUrls", []):
+        add("sqs queue", url.rsplit("/", 1)[-1])
+    events = _client("events")
+    for rule in events.list_rules().get("Rules", []):
+        if not rule["Name"].startswith("AutoScalingManagedRule"):
+            add("eventbridge rule", rule["Name"])
+
     iam = _client("iam")
     for role in iam.list_roles()["Roles"]:
         if not role["Path"].startswith("/aws-service-role/"):

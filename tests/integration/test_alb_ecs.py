@@ -72,8 +72,8 @@ def test_changed_content_registers_exactly_one_revision_and_updates_service(depl
     active = revisions(local_stack)
     assert len(active) == 2
     service = client(local_stack, "ecs").describe_services(cluster=NAME, services=[FAMILY])["services"][0]
-    # moto keeps the "family:revision" UpdateService was given; AWS answers with the ARN.
-    assert service["taskDefinition"].split("/")[-1] == active[-1].split("/")[-1]
+    # The full ARN, as AWS answers (moto patch ecs_update_service_task_definition_arn).
+    assert service["taskDefinition"] == active[-1]
     # Back to the original content: a new revision again (content differs from the latest).
     run = local_stack.run_playbook(PLAYBOOK)
     assert run.rc == 0 and len(revisions(local_stack)) == 3
@@ -101,6 +101,9 @@ def test_audit_shape(deployed, local_stack):
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
     attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
     assert attrs["idle_timeout.timeout_seconds"] == "60"
+    assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert (attrs["routing.http2.enabled"], attrs["deletion_protection.enabled"], attrs["access_logs.s3.enabled"]) == (
+        "true", "false", "false")
 
     tg = elb.describe_target_groups(Names=[f"{NAME}-tg"])["TargetGroups"][0]
     assert (tg["TargetType"], tg["Port"], tg["HealthCheckPath"], tg["Matcher"]["HttpCode"]) == ("ip", 8080, "/health", "200")
@@ -113,13 +116,18 @@ def test_audit_shape(deployed, local_stack):
     assert service["healthCheckGracePeriodSeconds"] == 120
     assert service["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["loadBalancers"][0]["targetGroupArn"] == tg["TargetGroupArn"]
+    # As on AWS, the service's running tasks are the target group's (healthy, ip) targets.
+    health = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
+    assert [(h["Target"]["Port"], h["TargetHealth"]["State"]) for h in health] == [(8080, "healthy")] * 2
+    service_tags = {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=service["serviceArn"])["tags"]}
+    assert service_tags["Project"] == "it-alb-ecs" and service_tags["Name"] == FAMILY
     network = service["networkConfiguration"]["awsvpcConfiguration"]
     task_subnets = ec2.describe_subnets(SubnetIds=network["subnets"])["Subnets"]
     assert len({s["AvailabilityZone"] for s in task_subnets}) == 2
     assert network["assignPublicIp"] == "DISABLED"
 
     cluster = ecs.describe_clusters(clusters=[NAME])["clusters"][0]
-    assert set(cluster["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+    assert cluster["capacityProviders"] == []  # the service and the work pool use launchType FARGATE
 
     for arn in revisions(local_stack):
         taskdef = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]

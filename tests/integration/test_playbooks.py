@@ -30,6 +30,21 @@ BAD_INPUTS = [
     ({"ecs_fargate_agent_cpu": 256, "ecs_fargate_agent_memory": 4096}, "ecs_fargate_agent_memory"),
     ({"prefect_api_url": ""}, "prefect_api_url"),
     ({"stack_env": "staging"}, "stack_env"),
+    ({"prefect_api_url": "https://api.prefect.cloud/api/accounts/00000000-0000-0000-0000-000000000000/workspaces/"
+                         "00000000-0000-0000-0000-000000000000", "prefect_api_key": "pnu_x", "prefect_api_auth_string": ""},
+     "prefect_api_url"),
+    ({"alb_listener_https": True,
+      "alb_certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/00000000-0000-0000-0000-000000000000"},
+     "alb_certificate_arn"),
+    ({"alb_listener_https": True, "alb_certificate_arn": "arn:aws:acm:eu-west-1:210987654321:certificate/nope"},
+     "alb_certificate_arn"),
+    ({"ecs_fargate_agent_secret_arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:prefect-AbCdEf",
+      "prefect_api_auth_string": ""}, "ecs_fargate_agent_secret_arn"),
+    ({"s3_buckets_encryption": "aws:kms", "s3_buckets_kms_key_id": "alias/results"}, "s3_buckets_kms_key_id"),
+    ({"prefect_flow_cpu": 256, "prefect_flow_memory": 4096}, "prefect_flow_cpu"),
+    ({"s3_buckets_results_transition_days": 10}, "s3_buckets_results_transition_days"),
+    ({"s3_buckets_results_transition_days": 30, "s3_buckets_results_expiration_days": 30},
+     "s3_buckets_results_expiration_days"),
 ]
 
 

@@ -58,11 +58,13 @@ def world(local_stack):
     ecs.create_cluster(clusterName=cluster)
     ecs.register_task_definition(family=f"it-worker-{suffix}", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
                                  cpu="256", memory="512", containerDefinitions=[{"name": "w", "image": "x", "memory": 512}])
-    ecs.create_service(cluster=cluster, serviceName="worker", taskDefinition=f"it-worker-{suffix}", desiredCount=2,
-                       launchType="FARGATE",
-                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}})
     tg = elbv2.create_target_group(Name=f"it-{suffix}", Protocol="HTTP", Port=8080, VpcId=vpc,
                                    TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    # Attached to the target group as the worker service is: its tasks are the group's targets.
+    ecs.create_service(cluster=cluster, serviceName="worker", taskDefinition=f"it-worker-{suffix}", desiredCount=2,
+                       launchType="FARGATE",
+                       loadBalancers=[{"targetGroupArn": tg, "containerName": "w", "containerPort": 8080}],
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg]}})
     variables = {
         "prefect_flow_storage_bucket": storage,
         "prefect_flow_local_worker": True,
@@ -124,6 +126,8 @@ def test_role_check_converge_idempotent_run_delete(world):
                                                  "assignPublicIp": "DISABLED"}
     assert defaults["prefect_api_auth_string_secret_arn"] == variables["prefect_flow_auth_string_secret_arn"]
     assert defaults["cloudwatch_logs_options"]["awslogs-group"] == variables["prefect_flow_log_group"]
+    # The group exists and the execution role may not create groups: prefect-aws's default "true" is overridden.
+    assert defaults["cloudwatch_logs_options"]["awslogs-create-group"] == "false"
 
     # second run: nothing changes, no mutating AWS call, deployment not touched
     recorder = stack_helpers.MotoRecorder().start()

@@ -50,7 +50,7 @@ def short(names: list[str]) -> list[str]:
     return [n.split(" : ")[-1] for n in names]
 
 
-# The local inventory turns the TLS-only policy off (moto is plain HTTP); the shared stack here turns it on
+# The TLS-only policy is the role's default in every inventory, the local one included; set here explicitly
 # to prove the policy is made and converged.
 DEPLOY = {"s3_buckets_require_tls": True, "s3_buckets_results_expiration_days": 365,
           "s3_buckets_results_transition_days": 30}
@@ -123,9 +123,9 @@ def test_check_mode_on_deployed_stack_is_read_only(stack_runs):
 
 def test_delete_keeps_buckets_with_data_unless_opted_in(stack_runs, local_stack):
     client = s3()
-    # moto applies a Deny statement regardless of its Condition: drop the TLS-only policy to write test data.
+    # The TLS-only policy stays: the local endpoint counts as AWS's TLS endpoint (moto patch s3_secure_transport).
     for name in (FLOW, RESULTS):
-        client.delete_bucket_policy(Bucket=name)
+        assert json.loads(client.get_bucket_policy(Bucket=name)["Policy"])["Statement"][0]["Effect"] == "Deny"
     client.put_object(Bucket=FLOW, Key="flows/abc/flow.py", Body=b"print('x')")
     client.put_object(Bucket=RESULTS, Key="old.csv", Body=b"a,b\n")
     client.delete_object(Bucket=RESULTS, Key="old.csv")  # only an old version + delete marker remain
@@ -158,7 +158,7 @@ def test_empty_buckets_are_removed_without_opt_in(local_stack):
     assert sse["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     with pytest.raises(s3().exceptions.ClientError):
         s3().get_bucket_policy(Bucket=name)
-    s3().put_object(Bucket=name, Key="x", Body=b"1")  # no TLS policy: plain-HTTP writes work locally
+    s3().put_object(Bucket=name, Key="x", Body=b"1")  # no bucket policy at all
     s3().delete_objects(Bucket=name, Delete={"Objects": [
         {"Key": v["Key"], "VersionId": v["VersionId"]}
         for v in s3().list_object_versions(Bucket=name).get("Versions", [])]})

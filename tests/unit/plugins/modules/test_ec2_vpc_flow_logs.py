@@ -213,8 +213,8 @@ def test_unsuccessful_create_fails_with_the_reason():
 
 
 def test_unsuccessful_delete_fails():
-    answer = {"Unsuccessful": [{"ResourceId": "fl-1", "Error": {"Code": "Client.UnauthorizedOperation",
-                                                               "Message": "nope"}}]}
+    error = {"Code": "Client.UnauthorizedOperation", "Message": "nope"}
+    answer = {"Unsuccessful": [{"ResourceId": "fl-1", "Error": error}]}
     script = [describe(flow_log("fl-1")), ("delete_flow_logs", answer, {"FlowLogIds": ["fl-1"]})]
     result = run({"resource_id": VPC, "name": NAME, "state": "absent"}, script, expect_fail=True)
     assert "nope" in result["msg"]
@@ -223,3 +223,11 @@ def test_unsuccessful_delete_fails():
 def test_present_needs_destination_and_role():
     result = run({"resource_id": VPC}, [], expect_fail=True)
     assert "log_group_name" in result["msg"] and "deliver_logs_permission_arn" in result["msg"]
+
+
+def test_throttled_read_is_retried():
+    script = [("error", "describe_flow_logs", "RequestLimitExceeded", {"Filters": FILTERS}), describe(flow_log())]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("time.sleep", lambda seconds: None)
+        result = run(ARGS, script)
+    assert result["changed"] is False

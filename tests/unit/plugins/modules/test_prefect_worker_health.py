@@ -32,7 +32,14 @@ def aws(monkeypatch):
     ecs, elbv2 = mock.MagicMock(name="ecs"), mock.MagicMock(name="elbv2")
     ecs.describe_services.return_value = service()
     elbv2.describe_target_health.return_value = targets("healthy", "healthy")
-    monkeypatch.setattr(AnsibleAWSModule, "client", lambda self, name, **kw: {"ecs": ecs, "elbv2": elbv2}[name])
+    made = {}
+
+    def client(self, name, **kw):
+        made[name] = kw
+        return {"ecs": ecs, "elbv2": elbv2}[name]
+
+    monkeypatch.setattr(AnsibleAWSModule, "client", client)
+    ecs.made = made
     return ecs, elbv2
 
 
@@ -50,7 +57,7 @@ def test_all_healthy(run_module, aws):
     assert result["checks"]["workers"]["online"] == 1
     assert result["checks"]["workers"]["workers"] == {"w0": "ONLINE", "old": "OFFLINE"}
     assert result["msg"].startswith("healthy:")
-    aws[0].describe_services.assert_called_once_with(cluster="c", services=["w"])
+    aws[0].describe_services.assert_called_once_with(cluster="c", services=["w"], aws_retry=True)
     assert api.writes == []
 
 
@@ -67,12 +74,21 @@ def test_ecs_not_stable(run_module, aws, ecs_answer, expected):
     assert "target_group" not in result["msg"] and "workers (" not in result["msg"]
 
 
-def test_unreported_targets_do_not_fail(run_module, aws):
-    aws[1].describe_target_health.return_value = {"TargetHealthDescriptions": []}  # moto
+def test_zero_targets_are_unhealthy(run_module, aws):
+    """A target group with no registered target has no healthy worker behind it (AWS lists every
+    registered target, even draining or initial ones)."""
+    aws[1].describe_target_health.return_value = {"TargetHealthDescriptions": []}
     result, _ = run_module(prefect_worker_health, ARGS, prefect_calls())
-    assert result["healthy"] is True
-    assert result["checks"]["target_group"]["reported"] is False
-    assert "not reported" in result["checks"]["target_group"]["detail"]
+    assert result["healthy"] is False
+    assert result["checks"]["target_group"]["healthy_targets"] == 0
+    assert "target_group (0 healthy (need 1); no targets registered)" in result["msg"]
+
+
+def test_aws_calls_retry_with_jittered_backoff(run_module, aws):
+    run_module(prefect_worker_health, ARGS, prefect_calls())
+    assert set(aws[0].made) == {"ecs", "elbv2"}
+    assert all(callable(kw.get("retry_decorator")) for kw in aws[0].made.values())
+    aws[1].describe_target_health.assert_called_once_with(TargetGroupArn=TG, aws_retry=True)
 
 
 def test_unhealthy_targets(run_module, aws):

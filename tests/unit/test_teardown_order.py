@@ -1,0 +1,31 @@
+"""teardown.yml stops the ECS workers before the flow role deletes the deployment and the work pool
+(issue #11 item 4): a running worker re-creates a missing pool on its next heartbeat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_teardown_drains_the_workers_before_the_pool_is_deleted():
+    plays = yaml.safe_load((REPO / "playbooks/teardown.yml").read_text())
+    [play] = [p for p in plays if p.get("hosts") == "localhost" and "tasks" in p]
+    steps = [(t.get("ansible.builtin.import_role") or t.get("ansible.builtin.include_role") or {}) for t in play["tasks"]]
+    roles = [(s.get("name"), s.get("tasks_from", "main")) for s in steps]
+    assert roles[0] == ("ecs_fargate_agent", "drain"), roles
+    assert roles.index(("prefect_flow", "main")) < roles.index(("ecs_fargate_agent", "main"))
+
+
+def test_the_drain_entry_point_scales_to_zero_and_waits():
+    tasks = yaml.safe_load((REPO / "roles/ecs_fargate_agent/tasks/drain.yml").read_text())
+    names = [t["name"] for t in tasks]
+    scale = next(t for t in tasks if t["name"] == "Scale the worker service to zero")
+    wait = next(t for t in tasks if t["name"].startswith("Wait until the worker service has no running"))
+    assert scale["community.aws.ecs_service"]["desired_count"] == 0
+    assert names.index(scale["name"]) < names.index(wait["name"])
+    assert "runningCount" in wait["until"] and "pendingCount" in wait["until"] and wait["retries"] >= 30
+    delete = yaml.safe_load((REPO / "roles/ecs_fargate_agent/tasks/delete.yml").read_text())
+    assert delete[0].get("ansible.builtin.include_tasks") == "drain.yml"
