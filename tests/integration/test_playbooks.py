@@ -5,6 +5,7 @@ safe on an empty account, and none of it touches a demo stack a user has deploye
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -69,6 +70,12 @@ def test_teardown_of_a_real_environment_needs_confirmation():
 
 
 # ------------------------------------------------------------------- a demo stack deployed next to the suite
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def demo_stack(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(STACK_SCRIPT), *args], env=env, capture_output=True, text=True,
                           timeout=300)
@@ -90,12 +97,15 @@ def demo_snapshot(env: dict) -> dict:
 def deployed_demo_stack(local_stack, tmp_path_factory):
     """The state a user has after `make demo`: the demo instance of the local stack, with the stack's
     VPC, work pool and deployment in it. A demo stack already running on this machine is used as it
-    is, read-only; otherwise one is started (moto + Prefect) with the demo instance's default ports and
-    a stack-shaped deployment planted in it. Yields (environment of the demo instance, snapshot)."""
+    is, read-only; otherwise one is started (moto + Prefect, own state folder, free ports: another
+    checkout's demo may hold the default ones) and a stack-shaped deployment is planted in it. That the
+    two instances' defaults never collide is tests/unit/test_local_stack_instances.py's job.
+    Yields (environment of the demo instance, snapshot)."""
     env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}  # as `make demo` runs
     started = demo_stack(env, "status").returncode != 0
     if started:
         env["LOCAL_STACK_STATE"] = str(tmp_path_factory.mktemp("demo-stack"))
+        env.update({name: str(free_port()) for name in INSTANCE_VARIABLES if name.endswith("_PORT")})
         up = demo_stack(env, "up", "moto", "prefect")
         assert up.returncode == 0, up.stdout + up.stderr
     env.update(line.removeprefix("export ").split("=", 1) for line in demo_stack(env, "env").stdout.splitlines())
