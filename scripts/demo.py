@@ -2,8 +2,9 @@
 """`make demo`: the whole product on the local stack, end to end, with a summary a person wants.
 
 1. ansible-playbook site.yml -i inventories/local   (VPC ... worker service, flow registered)
-2. trigger one run of the registered deployment and wait for Completed
-3. print what was created, where the results are, and the first rows of the CSV
+2. list every deployment of the flow catalogue; run each one marked for the demo (catalogue order: the
+   top-gainers ELT first, so the weekly digest has a CSV to summarise) and wait for Completed
+3. print what was created, where each run's results are, and the first rows of each CSV
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def run_site() -> float:
     return time.monotonic() - start
 
 
-def run_flow(deployment_id: str) -> tuple[dict, float]:
-    step("Trigger one run of the deployment and wait for it")
+def run_flow(deployment_id: str, name: str = "the deployment") -> tuple[dict, float]:
+    step(f"Trigger one run of {name} and wait for it")
     start = time.monotonic()
     run = api("POST", f"/deployments/{deployment_id}/create_flow_run", {})
     print(f"    flow run {run['name']} ({run['id']})", flush=True)
@@ -80,12 +81,13 @@ def run_flow(deployment_id: str) -> tuple[dict, float]:
     return run, elapsed
 
 
-def results_csv(bucket: str, run_id: str) -> tuple[str, list[dict]]:
+def results_csv(bucket: str, run_id: str, prefix: str = "") -> tuple[str, list[dict]]:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{MOTO_PORT}", region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if run_id in o["Key"]]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", []) if run_id in o["Key"]]
     if len(keys) != 1:
         sys.exit(f"demo: expected one CSV for run {run_id} in s3://{bucket}, found {keys}")
     body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read().decode()
@@ -99,13 +101,28 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join("    " + line for line in lines)
 
 
+def list_catalogue(summary: dict) -> list[dict]:
+    step("Deployments of the flow catalogue")
+    deployments = summary.get("deployments") or [{"deployment": summary["deployment"], "id": summary["deployment_id"],
+                                                  "demo": True, "schedules": [], "results_prefix": ""}]
+    for dep in deployments:
+        schedules = ", ".join(next((f"{k} {v}" for k, v in s.items() if k in ("cron", "interval", "rrule")), "?")
+                              for s in dep.get("schedules") or []) or "no schedule"
+        marker = "runs in the demo" if dep.get("demo", True) else "not run by the demo"
+        print(f"    {dep['deployment']:<40} {schedules:<22} {marker}")
+    return [d for d in deployments if d.get("demo", True)]
+
+
 def main() -> None:
     total_start = time.monotonic()
     site_seconds = run_site()
     summary_file = REPO / ".cache" / "prefect-elt-local-summary.json"
     summary = json.loads(summary_file.read_text())
-    run, run_seconds = run_flow(summary["deployment_id"])
-    key, rows = results_csv(summary["results_bucket"], run["id"])
+    runs = []
+    for dep in list_catalogue(summary):
+        run, seconds = run_flow(dep["id"], dep["deployment"])
+        key, rows = results_csv(summary["results_bucket"], run["id"], (dep.get("results_prefix") or "").rstrip("/"))
+        runs.append((dep, run, seconds, key, rows))
 
     step("Summary")
     azs = summary["availability_zones"]
@@ -119,11 +136,16 @@ def main() -> None:
     print(f"    Image         {summary['image']}")
     print(f"    Buckets       s3://{summary['flow_storage_bucket']} (flow code), s3://{summary['results_bucket']} (results)")
     print(f"    Prefect UI    {summary['prefect_ui_url'] or API.removesuffix('/api')}")
-    print(f"    Deployment    {summary['deployment']} on pool {summary['work_pool']}")
-    print(f"    Flow run      {run['name']} -> {run['state']['type']} in {run_seconds:.1f}s (trigger to Completed)")
-    print(f"    Results       s3://{summary['results_bucket']}/{key} ({len(rows)} rows)\n")
-    ccy = next((c.removeprefix("price_") for c in rows[0] if c.startswith("price_") and c != "price_usd"), "aud") if rows else "aud"
-    print(table(rows[:5], ["rank", "symbol", "name", "price_usd", f"price_{ccy}", "change_24h_pct", "fx_rate"]))
+    print(f"    Work pool     {summary['work_pool']}")
+    for dep, run, seconds, key, rows in runs:
+        print(f"\n    Deployment    {dep['deployment']}")
+        print(f"    Flow run      {run['name']} -> {run['state']['type']} in {seconds:.1f}s (trigger to Completed)")
+        print(f"    Results       s3://{summary['results_bucket']}/{key} ({len(rows)} rows)\n")
+        if rows and "price_usd" in rows[0]:
+            ccy = next((c.removeprefix("price_") for c in rows[0] if c.startswith("price_") and c != "price_usd"), "aud")
+            print(table(rows[:5], ["rank", "symbol", "name", "price_usd", f"price_{ccy}", "change_24h_pct", "fx_rate"]))
+        elif rows:
+            print(table(rows[:5], list(rows[0])[:7]))
     print(f"\n    site.yml {site_seconds:.0f}s, whole demo {time.monotonic() - total_start:.0f}s")
     print("\n    Next: make teardown      (ansible-playbook teardown.yml -i inventories/local)")
     print("          make down          (stop the local stack)")

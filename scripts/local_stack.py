@@ -6,15 +6,20 @@ Services (each with a health check, a pid file and a log under the state folder)
   prefect   Prefect server, SQLite          PREFECT_PORT    (default 4200)
   fixtures  recorded CoinMarketCap + FX     FIXTURES_PORT   (default 5002)
   registry  container registry (Debian)     REGISTRY_PORT   (default 5001)
-  worker    Prefect process worker          WORKER_PORT     (default 8080), started on demand
-and, when podman is installed, a stand-in for the Prefect base image (nothing can be pulled here) in
-image storage under the state folder, so the ecr_image role builds the real flow_app/Dockerfile.
+  fargate   Fargate stand-in: runs the      FARGATE_PORT    (default 5003, health only)
+            emulator's ECS tasks (buildah)
+and one port no service of the stack binds: WORKER_PORT (default 8080), the ECS worker task's health
+port (tasks share the host's network; inventories/local sets stack_worker_health_port from it).
+With podman installed, `up` also imports the base image standing in for prefecthq/prefect (nothing can
+be pulled here): Debian + CPython 3.12 + the pinned Prefect, built once per machine by
+scripts/base_image.py, into image storage under the state folder, so the ecr_image role builds the real
+flow_app/Dockerfile on it.
 
-Usage: local_stack.py up [SERVICE ...] | down | status | reset | env | clean | worker-start --pool P | worker-stop
+Usage: local_stack.py up [SERVICE ...] | down | status | reset | env | clean
 
 Two instances never share a port or a state folder (LOCAL_STACK_INSTANCE, default "demo"):
   demo  what `make up` / `make demo` / `make site` use: state <repo>/.local-stack, the ports above
-  test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180)
+  test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180, fargate 5103)
 so `make test` never touches (or wipes) a deployed demo stack. Each variable still overrides one value.
 
 Only processes recorded in our pid files are ever stopped, never "by name".
@@ -44,9 +49,9 @@ HOST = "127.0.0.1"
 # Per instance: state folder and default ports. The test suite's instance is disjoint from the demo's.
 INSTANCES = {
     "demo": {"state": ".local-stack", "MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002,
-             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080},
+             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003},
     "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
-             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180},
+             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103},
 }
 INSTANCE = os.environ.get("LOCAL_STACK_INSTANCE") or "demo"
 if INSTANCE not in INSTANCES:
@@ -67,6 +72,7 @@ PORTS = {
     "fixtures": port("FIXTURES_PORT"),
     "registry": port("REGISTRY_PORT"),
     "worker": port("WORKER_PORT"),
+    "fargate": port("FARGATE_PORT"),
 }
 
 
@@ -74,6 +80,8 @@ def instance_env() -> dict[str, str]:
     """The variables that pin a process (ansible-playbook, pytest, molecule) to this instance."""
     return {"LOCAL_STACK_INSTANCE": INSTANCE, "LOCAL_STACK_STATE": str(STATE),
             **{f"{name.upper()}_PORT": str(number) for name, number in PORTS.items()}}
+
+
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -132,7 +140,6 @@ SERVICES = [
         30,
         {
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-            "MOTO_ECS_SERVICE_RUNNING": os.environ.get("MOTO_ECS_SERVICE_RUNNING", "2"),
             "MOTO_RECORDER_FILEPATH": str(STATE / "moto_recording.jsonl"),
             "LOCAL_STACK_ECR_REGISTRY_URL": f"http://{HOST}:{PORTS['registry']}",
         },
@@ -140,11 +147,16 @@ SERVICES = [
     Service("prefect", "/api/health", 90, prefect_env()),
     Service("fixtures", "/healthz", 20),
     Service("registry", "/v2/", 20),
+    # Last: it needs moto and the registry, and `down` stops it first (its tasks report STOPPED to moto).
+    Service("fargate", "/health", 30, {
+        "LOCAL_STACK_FARGATE_CONTROL_PLANE": f"http://{HOST}:{PORTS['moto']}",
+        "LOCAL_STACK_ECR_REGISTRY_URL": f"http://{HOST}:{PORTS['registry']}",
+        "CONTAINERS_STORAGE_CONF": str(STATE / "containers" / "fargate-storage.conf"),
+        "LOCAL_STACK_FARGATE_STATE": str(STATE),
+        "LOCAL_STACK_FARGATE_NAME_PREFIX": f"fargate-{INSTANCE}-",
+    }),
 ]
-WORKER = Service("worker", "/health", 60)
-
-
-def command(svc: Service, pool: str | None = None) -> list[str]:
+def command(svc: Service) -> list[str]:
     if svc.name == "moto":
         return [sys.executable, str(REPO / "scripts" / "moto_server.py"), "-H", HOST, "-p", str(svc.port)]
     if svc.name == "prefect":
@@ -153,8 +165,8 @@ def command(svc: Service, pool: str | None = None) -> list[str]:
         return [sys.executable, str(REPO / "scripts" / "fixture_server.py"), "--host", HOST, "--port", str(svc.port)]
     if svc.name == "registry":
         return [REGISTRY_BIN, "serve", str(registry_config())]
-    if svc.name == "worker":
-        return [str(BIN / "prefect"), "worker", "start", "--pool", pool or "", "--type", "process", "--with-healthcheck"]
+    if svc.name == "fargate":
+        return [sys.executable, str(REPO / "scripts" / "fargate_standin.py"), "--host", HOST, "--port", str(svc.port)]
     raise ValueError(svc.name)
 
 
@@ -170,6 +182,16 @@ def registry_config() -> Path:
         "  delete:\n    enabled: true\n"
         f"http:\n  addr: {HOST}:{PORTS['registry']}\n"
     )
+    return path
+
+
+def fargate_storage_conf() -> Path:
+    """The image storage the Fargate stand-in runs tasks from: the stack's, in the layout the ecr_image
+    role writes for ecr_image_storage_dir=<state>/containers (so it sees the images the role built)."""
+    containers = STATE / "containers"
+    path = containers / "fargate-storage.conf"
+    containers.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{containers}/storage"\nrunroot = "{containers}/run"\n')
     return path
 
 
@@ -209,16 +231,14 @@ def alive(record: dict | None) -> bool:
     return tail_matches and any(Path(part).name == Path(cmd[0]).name for part in running)
 
 
-def start(svc: Service, pool: str | None = None, extra_env: dict[str, str] | None = None) -> str:
+def start(svc: Service) -> str:
     record = read_pid(svc)
-    if alive(record) and (pool is None or record.get("pool") == pool):
+    if alive(record):
         if wait_healthy(svc, record):
             return "reused"
         # Never restart silently: for moto that would wipe the emulated account.
         sys.exit(f"local-stack: {svc.name} (pid {record['pid']}) is running but not healthy at "
                  f"{svc.url}{svc.health_path}; see {svc.logfile}, or `make down && make up` to restart it.")
-    if alive(record):  # the worker, serving another pool
-        stop(svc)
     if port_in_use(svc.port):
         sys.exit(
             f"local-stack: port {HOST}:{svc.port} for {svc.name} is taken by a process this stack did not "
@@ -226,10 +246,14 @@ def start(svc: Service, pool: str | None = None, extra_env: dict[str, str] | Non
         )
     if svc.name == "registry" and not Path(REGISTRY_BIN).exists():
         return "skipped (docker-registry not installed: apt-get install docker-registry)"
+    if svc.name == "fargate":
+        if not shutil.which("buildah"):
+            return "skipped (buildah not installed: apt-get install buildah)"
+        fargate_storage_conf()
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "prefect").mkdir(exist_ok=True)
-    env = {**os.environ, **svc.env, **(extra_env or {})}
-    cmd = command(svc, pool)
+    env = {**os.environ, **svc.env}
+    cmd = command(svc)
     log = svc.logfile.open("ab")
 
     def child_setup() -> None:
@@ -241,7 +265,7 @@ def start(svc: Service, pool: str | None = None, extra_env: dict[str, str] | Non
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         cwd=REPO, start_new_session=True, preexec_fn=child_setup,
     )
-    record = {"pid": proc.pid, "cmd": cmd, "port": svc.port, "pool": pool}
+    record = {"pid": proc.pid, "cmd": cmd, "port": svc.port}
     svc.pidfile.write_text(json.dumps(record))
     if not wait_healthy(svc, record):
         tail = svc.logfile.read_text(errors="replace")[-2000:]
@@ -284,27 +308,32 @@ def stop(svc: Service) -> str:
     return f"stopped (pid {pid})"
 
 
-BASE_IMAGE = os.environ.get("LOCAL_BASE_IMAGE", "localhost/prefect-standin:3.9.1-python3.12")
+BASE_IMAGE = os.environ.get("LOCAL_BASE_IMAGE", "localhost/prefect-base:3.9.1-python3.12")
 CONTAINERS = STATE / "containers"
+# The CA bundle the host's pip trusts, for the RUN steps of image builds (inventories/local mounts it
+# with ecr_image_build_volumes): pip in a build reaches PyPI as the host's pip does.
+BUILD_CA = CONTAINERS / "build" / "ca-certificates.crt"
 
 
 def ensure_base_image() -> str:
-    """Import the stand-in base image into the stack's image storage (once)."""
-    podman = shutil.which("podman")
-    if not podman:
+    """Import the base image (scripts/base_image.py) into the stack's image storage.
+
+    Reused when it is the current recipe's; else imported from the per-machine cache (~20 s), which is
+    built first on a new machine (about a minute, with a progress line per step)."""
+    if not shutil.which("podman"):
         return "skipped (podman not installed: apt-get install podman)"
     CONTAINERS.mkdir(parents=True, exist_ok=True)
     conf = CONTAINERS / "base-storage.conf"
     # Same layout the ecr_image role writes for ecr_image_storage_dir=<state>/containers.
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{CONTAINERS}/storage"\nrunroot = "{CONTAINERS}/run"\n')
-    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
-    if subprocess.run([podman, "image", "exists", BASE_IMAGE], env=env, capture_output=True).returncode == 0:
-        return "reused"
     sys.path.insert(0, str(REPO))
-    from tests.fixtures.base_image.make_base import build_base_image
+    from scripts import base_image
 
-    build_base_image(conf, BASE_IMAGE, CONTAINERS / "work")
-    return "imported"
+    try:
+        base_image.write_build_ca(BUILD_CA)
+        return base_image.ensure_image(conf, BASE_IMAGE)
+    except base_image.BaseImageError as err:
+        sys.exit(f"local-stack: base image: {err}")
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -317,22 +346,22 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_down(_: argparse.Namespace) -> None:
-    for svc in [WORKER, *reversed(SERVICES)]:
+    for svc in reversed(SERVICES):
         print(f"  {svc.name:<9} {stop(svc)}", flush=True)
 
 
 def cmd_status(_: argparse.Namespace) -> None:
     ok = True
-    for svc in [*SERVICES, WORKER]:
+    for svc in SERVICES:
         record = read_pid(svc)
         if alive(record):
             state = "healthy" if healthy(svc) else "UNHEALTHY"
             ok &= state == "healthy"
-            extra = f" pool={record['pool']}" if record.get("pool") else ""
-            print(f"  {svc.name:<9} {svc.url:<24} pid {record['pid']:<7} {state}{extra}")
+            print(f"  {svc.name:<9} {svc.url:<24} pid {record['pid']:<7} {state}")
         else:
             print(f"  {svc.name:<9} {svc.url:<24} stopped")
-            ok &= svc is WORKER or (svc.name == "registry" and not Path(REGISTRY_BIN).exists())
+            ok &= (svc.name == "registry" and not Path(REGISTRY_BIN).exists()) \
+                or (svc.name == "fargate" and not shutil.which("buildah"))
     sys.exit(0 if ok else 1)
 
 
@@ -359,22 +388,6 @@ def cmd_env(_: argparse.Namespace) -> None:
         print(f"export {key}={value}")
 
 
-def cmd_worker_start(args: argparse.Namespace) -> None:
-    env = {**prefect_env(), **aws_env(),
-           "PREFECT_WORKER_WEBSERVER_HOST": HOST,
-           "PREFECT_WORKER_WEBSERVER_PORT": str(PORTS["worker"]),
-           "PREFECT_WORKER_QUERY_SECONDS": "2",
-           "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
-    for item in args.env or []:
-        key, _, value = item.partition("=")
-        env[key] = value
-    print(f"  worker    pool={args.pool} {start(WORKER, pool=args.pool, extra_env=env)}", flush=True)
-
-
-def cmd_worker_stop(_: argparse.Namespace) -> None:
-    print(f"  worker    {stop(WORKER)}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -383,13 +396,9 @@ def main() -> None:
                     help="only these (default: all)")
     up.set_defaults(func=cmd_up)
     for name, func in (("down", cmd_down), ("status", cmd_status),
-                       ("reset", cmd_reset), ("env", cmd_env), ("worker-stop", cmd_worker_stop),
+                       ("reset", cmd_reset), ("env", cmd_env),
                        ("clean", cmd_clean)):
         sub.add_parser(name).set_defaults(func=func)
-    worker = sub.add_parser("worker-start", help="start (or reuse) the local process worker")
-    worker.add_argument("--pool", required=True)
-    worker.add_argument("--env", action="append", help="extra KEY=VALUE for the worker environment")
-    worker.set_defaults(func=cmd_worker_start)
     args = parser.parse_args()
     args.func(args)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the local stack needs: a container registry and a daemonless image builder.
+# Debian packages the local stack needs: a container registry, a daemonless image builder, and what
+# scripts/base_image.py builds the base image with (mmdebstrap; patchelf and strip relocate the Python).
 set -euo pipefail
-PACKAGES=(docker-registry podman buildah fuse-overlayfs uidmap)
+PACKAGES=(docker-registry podman buildah fuse-overlayfs uidmap mmdebstrap patchelf binutils)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -70,7 +70,7 @@ class FlowStack:
 @pytest.fixture(scope="session")
 def flow_stack() -> FlowStack:
     """The local stack, started (or reused) via scripts/local_stack.py with the environment's ports."""
-    result = subprocess.run([sys.executable, str(STACK_SCRIPT), "up"],
+    result = subprocess.run([sys.executable, str(STACK_SCRIPT), "up", "moto", "prefect", "fixtures"],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     if result.returncode != 0:
         pytest.fail(f"local stack did not start (rc={result.returncode}):\n{result.stdout}\n{result.stderr}")

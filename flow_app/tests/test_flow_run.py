@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -191,6 +192,33 @@ def test_flow_loads_from_its_entrypoint_in_any_directory(tmp_path):
     assert Path(package_file).resolve().is_relative_to(tmp_path.resolve())
 
 
+def process_worker(flow_stack, pool: str) -> subprocess.Popen:
+    """A Prefect process worker on the host polling `pool` (the flow's own test harness: the product's
+    worker is the ECS service, tested end to end in tests/)."""
+
+    def child_setup() -> None:  # a backgrounded worker ignores SIGINT and hangs on SIGTERM otherwise
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    env = {**os.environ, **flow_stack.aws_env(), "PREFECT_API_URL": flow_stack.prefect_api_url,
+           "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    return subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
+                             "--type", "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=child_setup)
+
+
+def stop_process_worker(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 @pytest.mark.slow
 def test_deployment_pulls_the_code_from_s3_and_runs_on_a_worker(flow_stack, aws, results_bucket):
     """The path a deployment takes: code in the flow-storage bucket, pull_from_s3, a process worker."""
@@ -214,10 +242,7 @@ def test_deployment_pulls_the_code_from_s3_and_runs_on_a_worker(flow_stack, aws,
         "parameter_openapi_schema": schema, "enforce_parameter_schema": True,
     })
     deployment.raise_for_status()
-    stack_script = [sys.executable, str(FLOW_APP.parent / "scripts" / "local_stack.py")]
-    started = subprocess.run([*stack_script, "worker-start", "--pool", pool], capture_output=True, text=True,
-                             timeout=180)
-    assert started.returncode == 0, started.stdout + started.stderr
+    worker = process_worker(flow_stack, pool)
     try:
         run_id = api.post(f"/deployments/{deployment.json()['id']}/create_flow_run",
                           json={"parameters": {"target_currency": "AUD"}}).json()["id"]
@@ -231,6 +256,6 @@ def test_deployment_pulls_the_code_from_s3_and_runs_on_a_worker(flow_stack, aws,
         keys = objects(aws, results_bucket)
         assert len(keys) == 1 and keys[0].endswith(f"_{run_id}.csv")
     finally:
-        subprocess.run([*stack_script, "worker-stop"], capture_output=True, text=True, timeout=60)
+        stop_process_worker(worker)
         api.delete(f"/deployments/{deployment.json()['id']}")
         api.delete(f"/work_pools/{pool}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: prefect_deployment
-short_description: Manage a Prefect 3 flow deployment without wiping its schedules
+short_description: Manage Prefect 3 flow deployments (one, or a whole catalogue) without wiping their schedules
 version_added: 0.1.0
 description:
   - Ensures a Prefect flow (by name) and one of its deployments exist with the given entrypoint,
@@ -20,6 +20,12 @@ description:
     to create, because it always bumps C(updated) and deletes the schedules it is not given.
   - Schedules are reconciled one by one through C(/api/deployments/{id}/schedules); when
     O(schedules) is omitted the deployment's schedules are left exactly as they are.
+  - B(Catalogue mode), when O(stack_tag) is given. O(deployments) lists any number of deployments, each with
+    the options of the single mode; they are reconciled in one module run (the stack's deployments are
+    read with a few C(POST /api/deployments/filter) calls, not one read each), every one of them gets
+    O(stack_tag) among its tags, and with O(prune=true) the deployments carrying O(stack_tag) that are
+    no longer listed are deleted. Deployments without that tag are never deleted. O(state=absent)
+    deletes every deployment carrying O(stack_tag) and the listed ones.
 author:
   - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
@@ -33,18 +39,35 @@ attributes:
     description: Returns the managed fields before and after, with secret-looking values blanked.
 options:
   name:
-    description: Name of the deployment.
+    description: Name of the deployment. Required (with O(flow_name)) unless O(stack_tag) is given.
     type: str
-    required: true
   flow_name:
     description: Name of the flow (the C(@flow) name, for example V(top-gainers-elt)). Created when missing.
     type: str
-    required: true
   state:
-    description: V(present) creates or updates the deployment; V(absent) deletes it (the flow is kept).
+    description:
+      - V(present) creates or updates the deployment; V(absent) deletes it (the flow is kept).
+      - In catalogue mode, V(absent) deletes every deployment carrying O(stack_tag) and the listed ones.
     type: str
     choices: [present, absent]
     default: present
+  stack_tag:
+    description:
+      - Catalogue mode. Prefect tag marking the deployments of one stack, for example V(stack:prefect-elt-dev);
+        added to every deployment of O(deployments), and the only way deployments to remove are found.
+      - Mutually exclusive with O(name) and the other single-deployment options (give those per deployment).
+    type: str
+  deployments:
+    description:
+      - Catalogue mode. The deployments, each a dict with the single-mode options (O(name), O(flow_name),
+        O(entrypoint), ..., O(schedules)); O(name) and O(flow_name) are required and the pair is unique.
+        An option left out is not managed, except the tags, which always gain O(stack_tag).
+    type: list
+    elements: dict
+  prune:
+    description: Catalogue mode. Delete the deployments carrying O(stack_tag) that O(deployments) no longer lists.
+    type: bool
+    default: true
   entrypoint:
     description: Entrypoint of the flow relative to the pulled code, for example V(gainers_elt/flow.py:top_gainers_elt).
     type: str
@@ -178,17 +201,72 @@ EXAMPLES = r"""
         flow_name: top-gainers-elt
         name: daily
         state: absent
+
+    - name: Register a catalogue in one task; deployments of the stack no longer listed are deleted
+      dataops.prefect_fargate.prefect_deployment:
+        stack_tag: stack:prefect-elt-dev
+        deployments:
+          - flow_name: top-gainers-elt
+            name: daily
+            entrypoint: gainers_elt/flow.py:top_gainers_elt
+            work_pool_name: prefect-elt-dev-ecs
+            schedules: [{cron: "0 6 * * *", slug: daily}]
+          - flow_name: gainers-digest
+            name: weekly
+            entrypoint: gainers_digest/flow.py:gainers_digest
+            work_pool_name: prefect-elt-dev-ecs
+            schedules: [{cron: "0 7 * * 1"}]
+      register: catalogue
+
+    - name: Remove every deployment of the stack (and nothing else)
+      dataops.prefect_fargate.prefect_deployment:
+        stack_tag: stack:prefect-elt-dev
+        state: absent
 """
 
 RETURN = r"""
+deployments:
+  description: Catalogue mode. One result per listed deployment, in order.
+  returned: when stack_tag is given
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Full name C(<flow>/<deployment>).
+      type: str
+    id:
+      description: Deployment id (empty in check mode when it would be created).
+      type: str
+    action:
+      description: V(created), V(updated), V(unchanged); with O(state=absent) V(deleted) or V(absent).
+      type: str
+    changed:
+      description: Whether this deployment was (in check mode, would be) written.
+      type: bool
+    ui_url:
+      description: Prefect UI page of the deployment, when it has an id.
+      type: str
+    writes:
+      description: The mutating calls made for this deployment.
+      type: list
+      elements: str
+removed:
+  description: Catalogue mode. Full names of the deployments deleted (in check mode, that would be).
+  returned: when stack_tag is given
+  type: list
+  elements: str
+requests:
+  description: Catalogue mode. HTTP requests sent to the Prefect API, reads included.
+  returned: when stack_tag is given
+  type: int
 id:
   description: Deployment id (empty in check mode when it would be created, and when absent).
-  returned: always
+  returned: when stack_tag is not given
   type: str
   sample: 5d3c4b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a
 name:
   description: Full deployment name C(<flow_name>/<name>), as C(prefect deployment run) expects it.
-  returned: always
+  returned: when stack_tag is not given
   type: str
   sample: top-gainers-elt/daily
 flow_id:
@@ -202,7 +280,7 @@ ui_url:
   sample: http://127.0.0.1:4200/deployments/deployment/5d3c4b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a
 deployment:
   description: The deployment after the run (predicted in check mode), secrets blanked.
-  returned: always
+  returned: when stack_tag is not given
   type: dict
 writes:
   description: The mutating API calls the module made (C(METHOD path)); empty when nothing changed.
@@ -212,9 +290,6 @@ writes:
   sample: ["PATCH /deployments/5d3c4b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"]
 """
 
-import json
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_api import (
@@ -223,180 +298,43 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_ap
     prefect_argument_spec,
     sanitize,
 )
-
-# option name -> how to compare; every one of them is only managed when the option is given
-_SCALARS = ("entrypoint", "path", "description", "version", "paused", "enforce_parameter_schema",
-            "work_pool_name", "work_queue_name")
-_DOCUMENTS = ("parameters", "parameter_openapi_schema", "job_variables", "pull_steps")
-_DTSTART = re.compile(r"^DTSTART[^\n]*\n")
-
-
-def canonical(value):
-    """JSON-canonical form, so 1 == 1.0 and key order never causes a false difference."""
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def current_concurrency(current):
-    limit = (current.get("global_concurrency_limit") or {}).get("limit")
-    return limit if limit is not None else current.get("concurrency_limit")
-
-
-def desired_schedule(option):
-    """Module option -> DeploymentScheduleCreate body."""
-    kinds = [k for k in ("cron", "interval", "rrule") if option.get(k) not in (None, "")]
-    if len(kinds) != 1:
-        raise ValueError("each schedule needs exactly one of cron, interval, rrule (got %s)" % (kinds or "none"))
-    kind = kinds[0]
-    schedule = {kind: option[kind], "timezone": option.get("timezone") or "UTC"}
-    if kind == "cron":
-        schedule["day_or"] = option.get("day_or", True) is not False
-    if kind == "interval":
-        schedule["interval"] = float(option["interval"])
-        if option.get("anchor_date"):
-            schedule["anchor_date"] = option["anchor_date"]
-    body = {"schedule": schedule, "active": option.get("active", True) is not False,
-            "parameters": option.get("parameters") or {}}
-    if option.get("slug"):
-        body["slug"] = option["slug"]
-    return body
-
-
-def schedule_matches(desired, existing):
-    """True when an existing schedule already is the desired one (server-chosen fields ignored)."""
-    want, have = desired["schedule"], dict(existing.get("schedule") or {})
-    if "interval" in want and "anchor_date" not in want:
-        have.pop("anchor_date", None)
-    if "rrule" in want and "rrule" in have and not want["rrule"].startswith("DTSTART"):
-        have["rrule"] = _DTSTART.sub("", have["rrule"])
-    if "cron" in want:
-        have.setdefault("day_or", True)
-    if canonical(want) != canonical(have):
-        return False
-    if desired["active"] != existing.get("active", True):
-        return False
-    if canonical(desired["parameters"]) != canonical(existing.get("parameters") or {}):
-        return False
-    return "slug" not in desired or desired["slug"] == existing.get("slug")
-
-
-def plan_schedules(desired, existing):
-    """Return (create, patch [(existing, desired)], delete) turning ``existing`` into ``desired``."""
-    existing = list(existing)
-    todo = []
-    # 1. identical schedules stay as they are
-    for want in desired:
-        hit = next((e for e in existing if schedule_matches(want, e)), None)
-        if hit is not None:
-            existing.remove(hit)
-        else:
-            todo.append(want)
-    patch = []
-    # 2. same slug, different content -> patch in place
-    for want in list(todo):
-        if want.get("slug"):
-            hit = next((e for e in existing if e.get("slug") == want["slug"]), None)
-            if hit is not None:
-                existing.remove(hit)
-                todo.remove(want)
-                patch.append((hit, want))
-    # 3. remaining changed schedules without slugs replace remaining old ones in order
-    while todo and existing and not todo[0].get("slug") and not existing[0].get("slug"):
-        patch.append((existing.pop(0), todo.pop(0)))
-    return todo, patch, existing
-
-
-def schedule_view(schedule):
-    view = {"schedule": schedule.get("schedule"), "active": schedule.get("active", True),
-            "parameters": schedule.get("parameters") or {}}
-    if schedule.get("slug"):
-        view["slug"] = schedule["slug"]
-    return view
-
-
-def managed_view(deployment):
-    """The fields this module manages, as the diff shows them."""
-    if not deployment:
-        return {}
-    view = {k: deployment.get(k) for k in _SCALARS + _DOCUMENTS}
-    view["tags"] = sorted(deployment.get("tags") or [])
-    view["concurrency_limit"] = current_concurrency(deployment)
-    view["schedules"] = [schedule_view(s) for s in deployment.get("schedules") or []]
-    return sanitize(view)
-
-
-def compute_update(params, current):
-    """Fields of a PATCH body that differ from ``current`` (only options the caller gave)."""
-    update = {}
-    for key in _SCALARS:
-        if params[key] is not None and params[key] != current.get(key):
-            update[key] = params[key]
-    for key in _DOCUMENTS:
-        if params[key] is not None and canonical(params[key]) != canonical(current.get(key)):
-            update[key] = params[key]
-    if params["tags"] is not None and sorted(params["tags"]) != sorted(current.get("tags") or []):
-        update["tags"] = params["tags"]
-    if params["concurrency_limit"] is not None:
-        want = params["concurrency_limit"] or None
-        if want != current_concurrency(current):
-            update["concurrency_limit"] = want
-    # Prefect resolves the queue from the pre-existing pool/queue pair: send both together.
-    if "work_pool_name" in update or "work_queue_name" in update:
-        update.setdefault("work_pool_name", params["work_pool_name"] or current.get("work_pool_name"))
-        if params["work_queue_name"] or current.get("work_queue_name"):
-            update.setdefault("work_queue_name", params["work_queue_name"] or current.get("work_queue_name"))
-    return update
-
-
-def create_body(params, flow_id):
-    body = {"name": params["name"], "flow_id": flow_id}
-    for key in _SCALARS + _DOCUMENTS + ("tags",):
-        if params[key] is not None:
-            body[key] = params[key]
-    if params["concurrency_limit"]:
-        body["concurrency_limit"] = params["concurrency_limit"]
-    body["schedules"] = [desired_schedule(s) for s in params["schedules"] or []]
-    return body
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_deployment_sync import (
+    create_body,
+    compute_update,
+    deployment_options,
+    desired_schedule,
+    managed_view,
+    plan_schedules,
+    predict_update,
+)
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_catalogue import run_catalogue
 
 
 def main():
-    schedule_spec = dict(
-        cron=dict(type="str"),
-        interval=dict(type="float"),
-        anchor_date=dict(type="str"),
-        rrule=dict(type="str"),
-        timezone=dict(type="str", default="UTC"),
-        day_or=dict(type="bool", default=True),
-        active=dict(type="bool", default=True),
-        slug=dict(type="str"),
-        parameters=dict(type="dict", default={}),
-    )
+    single = deployment_options()
+    single["name"]["required"] = single["flow_name"]["required"] = False
     argument_spec = prefect_argument_spec(
-        name=dict(type="str", required=True),
-        flow_name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        entrypoint=dict(type="str"),
-        path=dict(type="str"),
-        pull_steps=dict(type="list", elements="dict"),
-        parameters=dict(type="dict"),
-        parameter_openapi_schema=dict(type="dict"),
-        enforce_parameter_schema=dict(type="bool"),
-        work_pool_name=dict(type="str"),
-        work_queue_name=dict(type="str"),
-        job_variables=dict(type="dict"),
-        schedules=dict(type="list", elements="dict", options=schedule_spec,
-                       mutually_exclusive=[("cron", "interval", "rrule")],
-                       required_one_of=[("cron", "interval", "rrule")]),
-        tags=dict(type="list", elements="str"),
-        description=dict(type="str"),
-        paused=dict(type="bool"),
-        concurrency_limit=dict(type="int"),
-        version=dict(type="str"),
+        # each element is checked against the single-mode options in prefect_catalogue (documented there)
+        deployments=dict(type="list", elements="dict"),
+        stack_tag=dict(type="str"),
+        prune=dict(type="bool", default=True),
+        **single
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=PREFECT_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=PREFECT_MUTUALLY_EXCLUSIVE + [("name", "stack_tag"), ("name", "deployments")],
+        required_one_of=[("name", "stack_tag")],
+        required_together=[("name", "flow_name")],
+        required_by={"deployments": "stack_tag"},
         supports_check_mode=True,
     )
+    if module.params["stack_tag"] is not None:
+        stray = sorted(k for k in single if module.params[k] is not None)
+        if stray:
+            module.fail_json(msg="with stack_tag (catalogue mode) give each deployment's options inside "
+                                 "deployments, not at the top level: %s" % ", ".join(stray))
+        run_catalogue(module)
     params = module.params
     if params["concurrency_limit"] is not None and params["concurrency_limit"] < 0:
         module.fail_json(msg="concurrency_limit must be >= 0 (0 removes the limit), got %s"
@@ -449,13 +387,7 @@ def main():
         finish(False, current, current.get("flow_id"))
 
     if module.check_mode:
-        predicted = dict(current, **update)
-        if "concurrency_limit" in update:
-            predicted["global_concurrency_limit"] = {"limit": update["concurrency_limit"]} \
-                if update["concurrency_limit"] else None
-        if desired_schedules is not None:
-            predicted["schedules"] = desired_schedules
-        finish(True, predicted, current.get("flow_id"))
+        finish(True, predict_update(current, update, desired_schedules), current.get("flow_id"))
 
     if update:
         client.request("PATCH", dep_path, body=update)

@@ -8,13 +8,18 @@ variable set by the caller (e.g. MOTO_PORT) still wins.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +68,52 @@ def state_dir() -> Path:
 
 def stack(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([str(PYTHON), str(STACK_SCRIPT), *args], check=check, text=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def host_worker(pool: str, worker_type: str = "process", timeout: float = 90) -> Iterator[subprocess.Popen]:
+    """A Prefect worker of `worker_type` polling `pool` as a host process: a harness for module- and role-level tests.
+
+    Not the product's path (that is the ECS worker service on the Fargate stand-in): it runs flow runs
+    as host processes against the suite's Prefect server and moto. Stopped (whole process group) on exit.
+    """
+    env = {**os.environ, **local_stack_script.aws_env(), "PREFECT_API_URL": prefect_api_url(),
+           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    log = (state_dir() / f"host-worker-{pool}.log").open("ab")
+
+    def child_setup() -> None:  # a backgrounded worker ignores SIGINT and hangs on SIGTERM otherwise
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    proc = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--type", worker_type],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=child_setup)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _online_workers(pool):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{worker_type} worker for pool {pool} did not come ONLINE; see {log.name}")
+            time.sleep(1)
+        yield proc
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
+                break
+        log.close()
+
+
+def _online_workers(pool: str) -> list[dict]:
+    """The pool's ONLINE workers ([] while the worker has not created the pool yet)."""
+    try:
+        workers = prefect_api("POST", f"/work_pools/{urllib.parse.quote(pool)}/workers/filter", {})
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
+    return [w for w in workers if w.get("status") == "ONLINE"]
 
 
 def ensure_stack_up() -> None:

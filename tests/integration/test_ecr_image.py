@@ -1,18 +1,24 @@
-"""ecr_image role, for real: podman builds flow_app/Dockerfile on a locally made base image and pushes
-it to the loopback docker-registry; moto stands in for the ECR API (repository, token).
+"""ecr_image role, for real: podman builds flow_app/Dockerfile on the local stack's base image (a real
+Debian + CPython 3.12 + Prefect root filesystem, scripts/base_image.py, imported by the stack's `up`),
+pip really installs flow_app/requirements.txt, the image is pushed to the loopback docker-registry and
+then run the way the Fargate stand-in runs it (`buildah run --isolation chroot --network host`); moto
+stands in for the ECR API (repository, token).
 
 Scenario order (STYLE rule 11): check mode (predicts, writes nothing) -> real run (builds, pushes) ->
-second run (changed=0, no AWS write, no push) -> Dockerfile change (new tag) -> moving tag ->
-teardown keeps images without the data opt-in, deletes with it.
+the image runs (Prefect, the ECS worker, the flow) -> second run (changed=0, no AWS write, no push) ->
+Dockerfile change (new tag) -> moving tag -> teardown keeps images without the data opt-in, deletes with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
+import re
 import shutil
+import subprocess
 import tarfile
 import time
 import urllib.error
@@ -22,8 +28,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
-from tests.fixtures.base_image.make_base import build_base_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,14 +60,14 @@ def ecr_client(stack):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def image_config_and_files(stack, repo: str, tag: str) -> tuple[dict, dict[str, bytes]]:
-    """The image config and the regular files of every layer, read back from the registry."""
+def image_config_and_files(stack, repo: str, tag: str, skip_layers: int = 0) -> tuple[dict, dict[str, bytes]]:
+    """The image config and the regular files of its layers (after the first skip_layers), read back from the registry."""
     status, headers, body = registry_get(stack, f"/v2/{repo}/manifests/{tag}")
     assert status == 200, body
     manifest = json.loads(body)
     _, _, config = registry_get(stack, f"/v2/{repo}/blobs/{manifest['config']['digest']}", accept="*/*")
     files: dict[str, bytes] = {}
-    for layer in manifest["layers"]:
+    for layer in manifest["layers"][skip_layers:]:
         _, _, blob = registry_get(stack, f"/v2/{repo}/blobs/{layer['digest']}", accept="*/*")
         data = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -73,17 +77,28 @@ def image_config_and_files(stack, repo: str, tag: str) -> tuple[dict, dict[str, 
     return json.loads(config), files
 
 
+def containers(storage: Path, *args: str, tool: str = "buildah", check: bool = True, timeout: int = 300):
+    """podman/buildah on the stack's image storage (`up` writes base-storage.conf, the role the same as storage.conf)."""
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(storage / "base-storage.conf")}
+    # stdin: buildah run switches an inherited stdin to non-blocking, which breaks the next ansible-playbook.
+    result = subprocess.run([tool, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    if check:
+        assert result.returncode == 0, f"{tool} {' '.join(args)}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
+    return result
+
+
 # --------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def ecr(local_stack, tmp_path_factory):
-    """Private image storage under the state folder, a local base image, and a copy of flow_app's build files."""
-    state = Path(os.environ.get("LOCAL_STACK_STATE", REPO / ".local-stack")).resolve()
-    storage = state / "ecr-image-test"
-    storage.mkdir(parents=True, exist_ok=True)
-    conf = storage / "fixture-storage.conf"
-    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{storage}/storage"\nrunroot = "{storage}/run"\n')
-    base = build_base_image(conf, "localhost/flow-test-base:1", storage / "work")
+    """The stack's image storage with its base image (`up` imports it), and a copy of flow_app's build files.
 
+    The storage folder, the base image and the build volumes (the host's CA bundle for pip) come from
+    inventories/local, as for site.yml."""
+    storage = Path(local_stack.state_dir()) / "containers"
+    base = local_stack.local_stack_script.BASE_IMAGE
+    assert containers(storage, "image", "exists", base, tool="podman", check=False).returncode == 0, \
+        f"{base} is not in {storage}: the stack's `up` imports it (scripts/base_image.py)"
     app = tmp_path_factory.mktemp("flow_app")
     for name in ("Dockerfile", "requirements.txt"):
         shutil.copy(REPO / "flow_app" / name, app / name)
@@ -93,8 +108,6 @@ def ecr(local_stack, tmp_path_factory):
         extra_vars = {
             "ecr_test_repository": repo,
             "ecr_image_dockerfile": str(app / "Dockerfile"),
-            "ecr_image_storage_dir": str(storage),
-            "ecr_image_build_args": {"BASE_IMAGE": base},
             "ecr_image_builder": "podman",
             **extra,
         }
@@ -104,7 +117,7 @@ def ecr(local_stack, tmp_path_factory):
         result.seconds = time.monotonic() - started
         return result
 
-    yield {"run": run, "repo": repo, "app": app, "stack": local_stack}
+    yield {"run": run, "repo": repo, "app": app, "stack": local_stack, "storage": storage, "base": base}
     # Leave nothing behind in moto or the registry, whatever happened above.
     run(ecr_image_state="absent", ecr_image_delete_data=True)
 
@@ -153,20 +166,26 @@ def test_builds_and_pushes_under_the_content_hash_tag(ecr):
     assert registry_tags(stack, repo) == [tag]
 
     # The image is the real flow_app/Dockerfile built on the base: non-root user, work dir, label with
-    # the full content hash, and every pinned requirement handed to pip in the RUN step.
-    config, files = image_config_and_files(stack, repo, tag)
+    # the full content hash, the base's entrypoint, and pip's install of the pins in the RUN layer.
+    base_layers = int(containers(ecr["storage"], "image", "inspect", ecr["base"], "--format",
+                                 "{{len .RootFS.Layers}}", tool="podman").stdout)
+    config, files = image_config_and_files(stack, repo, tag, skip_layers=base_layers)
     assert config["config"]["User"] == "10001:10001"
     assert config["config"]["WorkingDir"] == "/opt/prefect/flows"
     assert config["config"]["Labels"][LABEL].startswith(tag)
+    assert config["config"]["Entrypoint"] == ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"]
     assert "PREFECT_HOME=/home/prefect/.prefect" in config["config"]["Env"]
-    pinned = [line.strip() for line in (ecr["app"] / "requirements.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
-    installed = files["/var/lib/pip-shim/pip.log"].decode().split("\n")
-    assert [f"installed {req}" for req in pinned] == [line for line in installed if line]
+    site = "/usr/local/lib/python3.12/site-packages"
+    for dist in ("prefect_aws-0.7.12", "beautifulsoup4-4.15.0", "soupsieve-4.1.3", "lxml-6.1.3"):
+        assert f"{site}/{dist}.dist-info/METADATA" in files, f"{dist} not installed by the RUN step"
+    assert any(name.startswith(f"{site}/prefect_aws/") and name.endswith(".pyc") for name in files), "no byte code"
     assert b"prefect:x:10001:10001::/home/prefect:/usr/sbin/nologin" in files["/etc/passwd"]
     # requirements.txt is bind-mounted, not copied: its content must not be in any layer. buildah 1.28
     # (Debian 12) sometimes leaves an empty mount-point placeholder behind, which holds nothing.
     assert files.get("/tmp/requirements.txt", b"") == b"", "requirements.txt content was baked into the image"
+    # The host's CA bundle was mounted over the base's for the RUN step only (ecr_image_build_volumes).
+    assert "/etc/ssl/certs/ca-certificates.crt" not in files
+    ecr["image"] = result.facts("ecr_image__image_uri")
 
     # ECR side (moto): scan on push, immutable tags, lifecycle policy keeping the last N, tags.
     client = ecr_client(stack)
@@ -177,6 +196,75 @@ def test_builds_and_pushes_under_the_content_hash_tag(ecr):
     assert policy["rules"][0]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
     tags = {t["Key"]: t["Value"] for t in client.list_tags_for_resource(resourceArn=described["repositoryArn"])["tags"]}
     assert tags == {"Project": "prefect-elt", "Environment": "local", "ManagedBy": "ansible"}
+
+
+def image_run(ecr, ctr: str, *command: str, env: dict | None = None, check: bool = True):
+    """Run a command in a working container of the image as the Fargate stand-in runs a task: chroot
+    isolation, the host's network, the image's user (10001)."""
+    flags = [f"--env={key}={value}" for key, value in (env or {}).items()]
+    return containers(ecr["storage"], "run", "--isolation", "chroot", "--network", "host", *flags, ctr, "--", *command,
+                      check=check)
+
+
+@pytest.fixture
+def flow_container(ecr):
+    """A buildah working container of the flow image (built by the previous test, or now)."""
+    image = ecr.get("image") or ecr["run"]().facts("ecr_image__image_uri")
+    ctr = containers(ecr["storage"], "from", "--pull-never", image).stdout.strip().splitlines()[-1]
+    yield ctr
+    containers(ecr["storage"], "rm", ctr, check=False)
+
+
+def test_the_image_runs_prefect_the_ecs_worker_and_the_flow(ecr, flow_container):
+    stack, ctr = ecr["stack"], flow_container
+    assert image_run(ecr, ctr, "id", "-u").stdout.strip() == "10001"
+    version = image_run(ecr, ctr, "prefect", "version").stdout
+    assert re.search(r"^Version:\s+3\.9\.1$", version, re.M), version
+    assert re.search(r"prefect-aws:\s+0\.7\.12", version), version
+    image_run(ecr, ctr, "python", "-c", "import bs4, lxml.etree, prefect_aws; from prefect_aws.workers import ECSWorker")
+    # pip really installed flow_app/requirements.txt, consistent with what the base has.
+    freeze = image_run(ecr, ctr, "python", "-m", "pip", "freeze").stdout.split()
+    pinned = [line.strip() for line in (REPO / "flow_app" / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert set(pinned) <= set(freeze), sorted(set(pinned) - set(freeze))
+    image_run(ecr, ctr, "python", "-m", "pip", "check")
+
+    # The ECS worker, started through the image's entrypoint (tini + entrypoint.sh) as a task would be:
+    # it creates its ecs pool on the stack's Prefect server, registers itself, polls once and exits.
+    pool = f"ecr-image-test-{uuid.uuid4().hex[:8]}"
+    prefect_env = {"PREFECT_API_URL": stack.prefect_api_url()}
+    # What ECS gives a task: the region; the emulator's endpoint and test credentials stand in for the task role.
+    aws = {"AWS_ENDPOINT_URL": stack.moto_url(), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    try:
+        image_run(ecr, ctr, "/usr/bin/tini", "-s", "-g", "--", "/opt/prefect/entrypoint.sh",
+                  "prefect", "worker", "start", "--pool", pool, "--type", "ecs", "--run-once",
+                  env={**prefect_env, **aws})
+        assert stack.prefect_api("GET", f"/work_pools/{pool}")["type"] == "ecs"
+        assert stack.prefect_api("POST", f"/work_pools/{pool}/workers/filter", {}) != []
+    finally:
+        with contextlib.suppress(urllib.error.HTTPError):
+            stack.prefect_api("DELETE", f"/work_pools/{pool}")
+
+    # The flow, with its code where pull_from_s3 puts it: one run against the fixture server, the
+    # stack's Prefect server and emulated S3, as the image's non-root user.
+    s3 = boto3.client("s3", endpoint_url=stack.moto_url(), region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = f"ecr-image-test-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        containers(ecr["storage"], "copy", "--chown", "10001:10001", ctr, str(REPO / "flow_app" / "gainers_elt"),
+                   "/opt/prefect/flows/gainers_elt")
+        run = image_run(ecr, ctr, "python", "-m", "gainers_elt", "--results-bucket", bucket,
+                        "--source-url", f"{stack.fixtures_url()}/gainers-losers/",
+                        "--fx-api-url", f"{stack.fixtures_url()}/latest", env={**prefect_env, **aws})
+        result = json.loads(re.search(r"^\{$.*^\}$", run.stdout, re.M | re.S).group(0))
+        assert result["rows"] == 30
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == [result["key"]]
+    finally:
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=bucket)
 
 
 def test_second_run_builds_pushes_and_writes_nothing(ecr):
@@ -217,7 +305,7 @@ def test_changing_the_dockerfile_gives_a_new_tag(ecr):
     assert new_tag not in old_tag
     assert registry_tags(stack, repo) == sorted(old_tag + [new_tag])
     # A build argument is an input too.
-    result = ecr["run"](ecr_image_build_args={"BASE_IMAGE": "localhost/flow-test-base:1", "EXTRA": "1"})
+    result = ecr["run"](ecr_image_build_args={"BASE_IMAGE": ecr["base"], "EXTRA": "1"})
     assert result.rc == 0, result.failed_messages
     assert result.facts("ecr_image__tag") not in [*old_tag, new_tag]
 
@@ -266,4 +354,3 @@ def test_existing_image_is_used_without_build_or_repository(ecr):
     assert result.facts("ecr_image__image_uri") == uri
     assert result.facts("ecr_image__repository_uri") == uri.rsplit(":", 1)[0]
     assert result.facts("ecr_image__tag") == "1.2.3"
-

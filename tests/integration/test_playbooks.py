@@ -17,7 +17,7 @@ from tests.helpers.stack import (REPO, STACK_SCRIPT, VENV_BIN, MotoRecorder, pre
 
 pytestmark = pytest.mark.integration
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT")
 
 BAD_INPUTS = [
     ({"vpc_cidr": "banana"}, "vpc_cidr"),
@@ -43,6 +43,11 @@ BAD_INPUTS = [
       "prefect_api_auth_string": ""}, "ecs_fargate_agent_secret_arn"),
     ({"s3_buckets_encryption": "aws:kms", "s3_buckets_kms_key_id": "alias/results"}, "s3_buckets_kms_key_id"),
     ({"prefect_flow_cpu": 256, "prefect_flow_memory": 4096}, "prefect_flow_cpu"),
+    ({"prefect_flows": [{"name": "Bad Name", "source_dir": "/nonexistent/pkg", "entrypoint": "pkg/flow.py:f"}]},
+     "prefect_flow_catalogue[0] (Bad Name): name must be"),
+    ({"prefect_flows": [{"name": "elt", "source_dir": "/tmp", "entrypoint": "tmp/x.py:f", "results_prefix": "a"},
+                        {"name": "elt", "source_dir": "/tmp", "entrypoint": "tmp/x.py:f", "results_prefix": "b"}]},
+     "prefect_flow_catalogue[1] (elt): name 'elt' duplicates prefect_flow_catalogue[0]"),
     ({"s3_buckets_results_transition_days": 10}, "s3_buckets_results_transition_days"),
     ({"s3_buckets_results_transition_days": 30, "s3_buckets_results_expiration_days": 30},
      "s3_buckets_results_expiration_days"),

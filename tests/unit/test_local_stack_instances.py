@@ -10,7 +10,7 @@ import sys
 from tests.helpers.stack import STACK_SCRIPT, local_stack_script
 
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT")
 
 
 def instance_env(**overrides: str) -> dict[str, str]:

@@ -90,6 +90,12 @@ CASES = {
     "bad_uri": ({"ecr_image_build": False, "ecr_image_uri": "example.com/flow"}, "ecr_image_uri"),
     "bad_repository_name": ({"ecr_test_repository": "Flow_Image"}, "ecr_image_repository_name"),
     "bad_keep": ({"ecr_image_keep_images": 0}, "ecr_image_keep_images"),
+    "build_volume_not_absolute": ({"ecr_image_build_volumes": ["certs/ca.crt:/etc/ssl/certs/ca-certificates.crt"]},
+                                  "ecr_image_build_volumes"),
+    "build_volume_with_docker": ({"ecr_image_builder": "docker", "ecr_image_build_volumes": ["/etc/hosts:/etc/hosts:ro"]},
+                                 "docker build has no --volume"),
+    "build_volume_source_missing": ({"ecr_image_build_volumes": ["/nonexistent/ca.crt:/etc/ssl/certs/ca-certificates.crt:ro"]},
+                                    "/nonexistent/ca.crt"),
 }
 
 
