@@ -366,9 +366,14 @@ def cmd_status(_: argparse.Namespace) -> None:
 
 
 def cmd_reset(_: argparse.Namespace) -> None:
-    req = urllib.request.Request(f"http://{HOST}:{PORTS['moto']}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req, timeout=10).close()
-    print("  moto      state reset")
+    base = f"http://{HOST}:{PORTS['moto']}/moto-api"
+    urllib.request.urlopen(urllib.request.Request(f"{base}/reset", method="POST"), timeout=10).close()
+    # A reset wipes the IAM users, so enforcement left on (scripts/local_iam.py) would lock every
+    # later caller out: "inf" initial no-auth requests turns it off, as local_iam.py off does.
+    off = urllib.request.Request(f"{base}/reset-auth", data=b"inf", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(off, timeout=10).close()
+    print("  moto      state reset, IAM enforcement off")
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
