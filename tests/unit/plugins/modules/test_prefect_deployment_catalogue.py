@@ -56,8 +56,8 @@ def args(*deployments, **kw):
 
 def test_create_from_scratch_creates_each_flow_once_and_tags_every_deployment(run_module):
     twin = {**DIGEST, "name": "weekly-eur"}
-    script = [Call("POST", "/flows/filter", [], body={"flows": {"name": {"any_": ["gainers-digest", "top-gainers-elt"]}},
-                                                     "limit": 200, "offset": 0}),
+    flows_filter = {"flows": {"name": {"any_": ["gainers-digest", "top-gainers-elt"]}}, "limit": 200, "offset": 0}
+    script = [Call("POST", "/flows/filter", [], body=flows_filter),
               Call("POST", "/deployments/filter", [], body=BY_TAG),
               Call("POST", "/flows/", {"id": FLOW_ID}, body={"name": "top-gainers-elt"}),
               Call("POST", "/deployments/", elt_deployment()),
