@@ -118,7 +118,11 @@ def test_flow_run_is_an_ecs_task_of_the_flow_run_role_and_completes():
     assert [c["exitCode"] for c in task["containers"]] == [0]
     definition = aws("ecs").describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
     assert definition["family"].startswith("prefect_")
-    assert definition["taskRoleArn"].endswith("-flow-run") or "flow-run" in definition["taskRoleArn"]
+    # prefect-aws passes the task role in RunTask's overrides (the task definition has none): the run acts
+    # as its own flow's role from the catalogue, under the stack's /<stack>/flows/ path.
+    flow_role = prefect("GET", f"/deployments/{stack['deployment_id']}")["job_variables"]["task_role_arn"]
+    assert f":role/{stack['stack']}/flows/" in flow_role, flow_role
+    assert task["overrides"].get("taskRoleArn") == flow_role, task["overrides"]
     keys = [o["Key"] for o in aws("s3").list_objects_v2(Bucket=stack["results_bucket"]).get("Contents", [])]
     assert any(run["id"] in key for key in keys), keys
 
