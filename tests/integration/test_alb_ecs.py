@@ -115,7 +115,8 @@ def test_audit_shape(deployed, local_stack):
         ("HTTP", 80, tg["TargetGroupArn"])]
 
     service = ecs.describe_services(cluster=NAME, services=[FAMILY])["services"][0]
-    assert service["launchType"] == "FARGATE" and service["desiredCount"] == 2
+    # inventories/local runs one worker task (ecs_fargate_agent_desired_count: 1; the role default is 2)
+    assert service["launchType"] == "FARGATE" and service["desiredCount"] == 1
     assert service["healthCheckGracePeriodSeconds"] == 120
     assert service["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["loadBalancers"][0]["targetGroupArn"] == tg["TargetGroupArn"]
