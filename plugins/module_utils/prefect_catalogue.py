@@ -14,6 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_api import PrefectClient
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_deployment_sync import (
+    apply_update,
     compute_update,
     create_body,
     deployment_options,
@@ -167,19 +168,10 @@ def run_catalogue(module):
         if not (update or create or patch or drop):
             results.append(entry(client, full_name, existing, "unchanged", start))
             continue
-        dep_path = "/deployments/%s" % existing["id"]
         if module.check_mode:
             new = predict_update(existing, update, schedules)
         else:
-            if update:
-                client.request("PATCH", dep_path, body=update)
-            for old, want in patch:
-                client.request("PATCH", "%s/schedules/%s" % (dep_path, old["id"]), body=want)
-            for old in drop:
-                client.request("DELETE", "%s/schedules/%s" % (dep_path, old["id"]), allow_404=True)
-            if create:
-                client.request("POST", "%s/schedules" % dep_path, body=create)
-            new = client.request("GET", dep_path)
+            new = apply_update(client, existing["id"], update, patch, drop, create)
         record(full_name, existing, new)
         results.append(entry(client, full_name, new, "updated", start))
 

@@ -195,3 +195,18 @@ def predict_update(current, update, desired_schedules):
     if desired_schedules is not None:
         predicted["schedules"] = desired_schedules
     return predicted
+
+
+def apply_update(client, deployment_id, update, patch, drop, create):
+    """PATCH the deployment's fields that differ, then its schedules (plan_schedules' patch/drop/create);
+    returns the deployment as Prefect now has it."""
+    dep_path = "/deployments/%s" % deployment_id
+    if update:
+        client.request("PATCH", dep_path, body=update)
+    for existing, want in patch:
+        client.request("PATCH", "%s/schedules/%s" % (dep_path, existing["id"]), body=want)
+    for existing in drop:
+        client.request("DELETE", "%s/schedules/%s" % (dep_path, existing["id"]), allow_404=True)
+    if create:
+        client.request("POST", "%s/schedules" % dep_path, body=create)
+    return client.request("GET", dep_path)

@@ -299,6 +299,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_ap
     sanitize,
 )
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_deployment_sync import (
+    apply_update,
     create_body,
     compute_update,
     deployment_options,
@@ -378,7 +379,6 @@ def main():
         created = client.request("POST", "/deployments/", body=create_body(params, flow_id))
         finish(True, created, flow_id)
 
-    dep_path = "/deployments/%s" % current["id"]
     update = compute_update(params, current)
     create, patch, delete = plan_schedules(desired_schedules, current.get("schedules") or []) \
         if desired_schedules is not None else ([], [], [])
@@ -389,16 +389,7 @@ def main():
     if module.check_mode:
         finish(True, predict_update(current, update, desired_schedules), current.get("flow_id"))
 
-    if update:
-        client.request("PATCH", dep_path, body=update)
-    for existing, want in patch:
-        client.request("PATCH", "%s/schedules/%s" % (dep_path, existing["id"]), body=want)
-    for existing in delete:
-        client.request("DELETE", "%s/schedules/%s" % (dep_path, existing["id"]), allow_404=True)
-    if create:
-        client.request("POST", "%s/schedules" % dep_path, body=create)
-    after = client.request("GET", dep_path)
-    finish(True, after, current.get("flow_id"))
+    finish(True, apply_update(client, current["id"], update, patch, delete, create), current.get("flow_id"))
 
 
 if __name__ == "__main__":
