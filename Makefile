@@ -21,12 +21,12 @@ help: ## List targets
 venv: ## Create .venv (Python 3.12) with the pinned requirements
 	@scripts/bootstrap.sh
 
-system-deps: ## Install Debian packages for the local stack (registry, podman, buildah)
+system-deps: ## Install Debian packages for the local stack (registry, podman, buildah, mmdebstrap for the base image)
 	@scripts/system_deps.sh
 
 setup: venv system-deps ## venv + Debian packages
 
-up: setup ## Start the local stack (moto, Prefect server, fixtures, registry) on loopback
+up: setup ## Start the local stack (moto, Prefect server, fixtures, registry, Fargate stand-in, base image) on loopback
 	@echo "local stack:"; $(STACK) up
 
 down: ## Stop exactly the local-stack processes this project started
@@ -35,10 +35,10 @@ down: ## Stop exactly the local-stack processes this project started
 status: ## Show local-stack services and their health
 	@$(STACK) status
 
-reset: ## Wipe the AWS emulator's state (moto)
+reset: ## Wipe the AWS emulator's state (moto) and switch its IAM enforcement off
 	@$(STACK) reset
 
-demo: up ## Whole product on the local stack: site.yml, one flow run, summary
+demo: up ## Whole product on the local stack: site.yml, a run of each demo deployment on ECS, summary
 	@$(PY) scripts/demo.py
 
 site: setup ## ansible-playbook site.yml on inventories/ENV (ENV=local by default; ARGS=... passes options)
