@@ -11,9 +11,12 @@ and the credential is searched for in:
 - every emulator request except the Secrets Manager write itself: RunTask and its overrides included;
 - every file under the worktree and the stack's state folder (Prefect's database, logs, container storage).
 
-The self-hosted path is the product's local path: the real site.yml, and one flow run started by the ECS
-worker with RunTask. It must be found 0 times everywhere; the Secrets Manager write of the created-secret
-paths must hold it (so the search can find it).
+All four run the real site.yml as one sequence from an empty account (the first converge cold, each next one
+switching the running stack to the next credential), with one flow run started by the ECS worker with RunTask
+for each kind the flow runs reference (the created auth string and API key), then one teardown.yml. Each
+value must be found 0 times everywhere; the Secrets Manager write that stored it must hold it (so the search
+can find it). Measured on the shared 2-core machine under load: about 16 min; see the report in the module's
+fixture output (`-s`).
 """
 
 from __future__ import annotations
@@ -139,59 +142,98 @@ def existing_secret(value: str) -> str:
                                                SecretString=value)["ARN"]
 
 
-# path id -> (credential value, extra vars, the stack writes the secret, one flow run)
-def paths() -> dict:
+# The four credential paths, in the order one sequence converges them: (extra vars, the stack writes the secret).
+# An existing secret is made by the user beforehand (that write is the user's, not the stack's).
+PATHS = ("auth_string", "api_key", "arn_api_key", "arn_auth_string")
+
+
+def credential(path: str) -> str:
     token = uuid.uuid4().hex
-    return {
-        "auth_string": (f"local:{token}a", {"prefect_api_auth_string": f"local:{token}a"}, True, True),
-        "api_key": (f"pnu_{token}b", {"prefect_api_key": f"pnu_{token}b", "prefect_api_auth_string": ""}, True, False),
-        "arn_api_key": (f"pnu_{token}c", {"prefect_api_auth_string": "", "ecs_fargate_agent_secret_arn_kind": "api_key"},
-                        False, False),
-        "arn_auth_string": (f"local:{token}d", {"prefect_api_auth_string": "",
-                                                "ecs_fargate_agent_secret_arn_kind": "auth_string"}, False, False),
-    }
+    return f"pnu_{token}" if "api_key" in path else f"local:{token}"
 
 
-PATHS = list(paths())
+def path_vars(path: str, secret: str) -> dict:
+    if path == "auth_string":
+        return {"prefect_api_auth_string": secret}
+    if path == "api_key":
+        return {"prefect_api_key": secret, "prefect_api_auth_string": ""}
+    return {"prefect_api_auth_string": "", "ecs_fargate_agent_secret_arn": existing_secret(secret),
+            "ecs_fargate_agent_secret_arn_kind": path.removeprefix("arn_")}
+
+
+@pytest.fixture(scope="module")
+def sequence(local_stack):
+    """From an empty account: site.yml -vvv per path (the first cold, the others switch the credential of the
+    running stack: new secret value or reference, task definition revision, rolled worker, re-registered pool),
+    one flow run per path through the ECS worker, then teardown.yml -vvv; everything recorded."""
+    reset_account()
+    _post("/moto-api/recorder/reset-recording")
+    _post("/moto-api/recorder/start-recording")
+    secrets, outputs, seconds, runs = {}, {}, {}, {}
+    for path in PATHS:
+        secrets[path] = credential(path)
+        extra_vars = path_vars(path, secrets[path])
+        started = time.monotonic()
+        rc, outputs[path] = ansible("site.yml", extra_vars)
+        assert rc == 0, outputs[path][-5000:]
+        # RunTask overrides for each kind of secret the flow runs reference (api_key / auth_string); the
+        # existing-secret paths differ from those only in the ARN (their pool and job variables are searched).
+        runs[path] = run_one_flow() if not path.startswith("arn_") else None
+        seconds[path] = time.monotonic() - started
+    definitions, prefect, tasks = task_definitions(), prefect_objects(), ecs_tasks()
+    started = time.monotonic()
+    rc, outputs["teardown"] = ansible("teardown.yml", extra_vars)
+    assert rc == 0, outputs["teardown"][-5000:]
+    seconds["teardown"] = time.monotonic() - started
+    requests = recorded_requests()
+    started = time.monotonic()
+    files = {path: files_holding(REPO, secret.encode()) + (
+        [] if state_dir().is_relative_to(REPO) else [f"state:{f}" for f in files_holding(state_dir(), secret.encode())])
+        for path, secret in secrets.items()}
+    seconds["file search"] = time.monotonic() - started
+    print(f"\nsecrets sequence, seconds: {json.dumps({k: round(v) for k, v in seconds.items()})}")
+    return {"secrets": secrets, "outputs": outputs, "runs": runs, "definitions": definitions, "prefect": prefect,
+            "tasks": tasks, "requests": requests, "files": files}
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_the_credential_appears_nowhere(local_stack, path):
-    secret, extra_vars, stack_writes, flow_run = paths()[path]
-    started = time.monotonic()
-    reset_account()
-    if not stack_writes:
-        extra_vars = {**extra_vars, "ecs_fargate_agent_secret_arn": existing_secret(secret)}
-    start_recording()
-    rc, site_output = ansible("site.yml", extra_vars)
-    assert rc == 0, site_output[-5000:]
-    run = run_one_flow() if flow_run else None
-    definitions, prefect, tasks = task_definitions(), prefect_objects(), ecs_tasks()
-    rc, teardown_output = ansible("teardown.yml", extra_vars)
-    assert rc == 0, teardown_output[-5000:]
-    requests = recorded_requests()
-    seconds = time.monotonic() - started
-
+def test_the_credential_appears_nowhere(sequence, path):
+    secret = sequence["secrets"][path]
+    dump = lambda value: json.dumps(value, default=str)  # noqa: E731
     found = {
-        "ansible output": site_output.count(secret) + teardown_output.count(secret),
-        "task definitions": json.dumps(definitions).count(secret),
-        "prefect pool/deployments/flow runs": json.dumps(prefect).count(secret),
-        "ECS tasks (overrides)": json.dumps(tasks).count(secret),
-        "emulator requests": sum(text.count(secret) for action, text in requests if action not in SECRET_WRITES),
-        "files": files_holding(REPO, secret.encode()) + [
-            f"state:{p}" for p in files_holding(state_dir(), secret.encode()) if not state_dir().is_relative_to(REPO)],
+        "ansible output": sum(text.count(secret) for text in sequence["outputs"].values()),
+        "task definitions": dump(sequence["definitions"]).count(secret),
+        "prefect pool/deployments/flow runs": dump(sequence["prefect"]).count(secret),
+        "ECS tasks (RunTask overrides)": dump(sequence["tasks"]).count(secret),
+        "emulator requests": sum(text.count(secret) for action, text in sequence["requests"] if action not in SECRET_WRITES),
+        "files": len(sequence["files"][path]),
     }
-    print(f"\n{path}: {seconds:.0f} s, occurrences {found}")
-    assert all(not count for count in found.values()), found
+    print(f"\n{path}: occurrences {found} {sequence['files'][path] or ''}")
+    assert not any(found.values()), (found, sequence["files"][path])
 
-    # The search can find it: the stack's own write holds it, and the worker got it by reference only.
-    writes = [text for action, text in requests if action in SECRET_WRITES]
-    assert any(secret in text for text in writes) == stack_writes, [w[:300] for w in writes]
-    worker = [d for d in definitions if d["family"] == f"{STACK}-worker"]
-    assert worker, [d["family"] for d in definitions]
-    wanted = "PREFECT_API_KEY" if "api_key" in path else "PREFECT_API_AUTH_STRING"
-    assert [s["name"] for d in worker for s in d["containerDefinitions"][0].get("secrets", [])] == [wanted] * len(worker)
-    if flow_run:
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_path_ran_for_real(sequence, path):
+    """The search can find it: the stack's own write holds a created secret; each path's flow run completed,
+    started by the worker with RunTask, and the worker got the credential by reference under the right name."""
+    secret = sequence["secrets"][path]
+    writes = [text for action, text in sequence["requests"] if action in SECRET_WRITES and secret in text]
+    stack_writes = [text for text in writes if f"{STACK}/prefect-credential" in text]
+    assert bool(stack_writes) == (not path.startswith("arn_")), [w[:300] for w in writes]
+    assert len(writes) == len(stack_writes) or len(writes) == 1, "only the stack's writes, or the user's one, hold it"
+    run = sequence["runs"][path]
+    if run is not None:
         assert run["state"]["type"] == "COMPLETED", run["state"]
-        runs = [r for r in requests if r[0] == "RunTask"]
-        assert runs, "the worker started no flow run with RunTask"
+        assert any(action == "RunTask" and run["id"] in text for action, text in sequence["requests"])
+    wanted = "PREFECT_API_KEY" if "api_key" in path else "PREFECT_API_AUTH_STRING"
+    references = {(s["name"], s["valueFrom"]) for d in sequence["definitions"] if d["family"] == f"{STACK}-worker"
+                  for s in d["containerDefinitions"][0].get("secrets", [])}
+    assert wanted in {name for name, _ in references}, references
+
+
+def test_teardown_keeps_the_users_own_secrets_and_removes_the_stacks(sequence):
+    """teardown ran with an existing secret's ARN: the users' secrets stay, and the one the stack made for the
+    first two paths (still holding the api_key path's credential) is gone too."""
+    names = [s["Name"] for s in aws("secretsmanager").list_secrets()["SecretList"]]
+    assert len([n for n in names if n.startswith("user-owned-prefect-")]) == 2, names
+    assert f"{STACK}/prefect-credential" not in names
