@@ -15,7 +15,7 @@ All four run the real site.yml as one sequence from an empty account (the first 
 switching the running stack to the next credential), with one flow run started by the ECS worker with RunTask
 for each kind the flow runs reference (the created auth string and API key), then one teardown.yml. Each
 value must be found 0 times everywhere; the Secrets Manager write that stored it must hold it (so the search
-can find it). Measured on the shared 2-core machine under load: about 16 min; see the report in the module's
+can find it). Measured on the shared 2-core machine under load (avg 5-8): 16-24 min (6 min CPU); see the module's
 fixture output (`-s`).
 """
 
