@@ -1,4 +1,4 @@
-"""site.yml / teardown.yml as a user runs them: bad input stops in preflight, teardown is guarded and
+"""site.yml / teardown.yml as a user runs them: teardown is guarded and
 safe on an empty account, and none of it touches a demo stack a user has deployed (issue #19).
 (The full converge/idempotence/teardown cycle is molecule/default.)"""
 
@@ -19,50 +19,7 @@ pytestmark = pytest.mark.integration
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
                       "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT")
 
-BAD_INPUTS = [
-    ({"vpc_cidr": "banana"}, "vpc_cidr"),
-    ({"vpc_layout": "public", "vpc_nat_gateways": "single"}, "vpc_nat_gateways"),
-    ({"vpc_azs": ["us-east-1a"]}, "vpc_azs"),
-    ({"s3_buckets_results_name": "Bad_Bucket"}, "s3_buckets_results_name"),
-    ({"s3_buckets_encryption": "rot13"}, "s3_buckets_encryption"),
-    ({"ecr_image_builder": "kaniko"}, "ecr_image_builder"),
-    ({"alb_listener_https": True}, "alb_certificate_arn"),
-    ({"ecs_fargate_agent_desired_count": 0}, "ecs_fargate_agent_desired_count"),
-    ({"ecs_fargate_agent_cpu": 256, "ecs_fargate_agent_memory": 4096}, "ecs_fargate_agent_memory"),
-    ({"prefect_api_url": ""}, "prefect_api_url"),
-    ({"stack_env": "staging"}, "stack_env"),
-    ({"prefect_api_url": "https://api.prefect.cloud/api/accounts/00000000-0000-0000-0000-000000000000/workspaces/"
-                         "00000000-0000-0000-0000-000000000000", "prefect_api_key": "pnu_x", "prefect_api_auth_string": ""},
-     "prefect_api_url"),
-    ({"alb_listener_https": True,
-      "alb_certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/00000000-0000-0000-0000-000000000000"},
-     "alb_certificate_arn"),
-    ({"alb_listener_https": True, "alb_certificate_arn": "arn:aws:acm:eu-west-1:210987654321:certificate/nope"},
-     "alb_certificate_arn"),
-    ({"ecs_fargate_agent_secret_arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:prefect-AbCdEf",
-      "prefect_api_auth_string": ""}, "ecs_fargate_agent_secret_arn"),
-    ({"s3_buckets_encryption": "aws:kms", "s3_buckets_kms_key_id": "alias/results"}, "s3_buckets_kms_key_id"),
-    ({"prefect_flow_cpu": 256, "prefect_flow_memory": 4096}, "prefect_flow_cpu"),
-    ({"prefect_flows": [{"name": "Bad Name", "source_dir": "/nonexistent/pkg", "entrypoint": "pkg/flow.py:f"}]},
-     "prefect_flow_catalogue[0] (Bad Name): name must be"),
-    ({"prefect_flows": [{"name": "elt", "source_dir": "/tmp", "entrypoint": "tmp/x.py:f", "results_prefix": "a"},
-                        {"name": "elt", "source_dir": "/tmp", "entrypoint": "tmp/x.py:f", "results_prefix": "b"}]},
-     "prefect_flow_catalogue[1] (elt): name 'elt' duplicates prefect_flow_catalogue[0]"),
-    ({"s3_buckets_results_transition_days": 10}, "s3_buckets_results_transition_days"),
-    ({"s3_buckets_results_transition_days": 30, "s3_buckets_results_expiration_days": 30},
-     "s3_buckets_results_expiration_days"),
-]
-
-
-@pytest.mark.parametrize(("extra_vars", "variable"), BAD_INPUTS, ids=[v for _, v in BAD_INPUTS])
-def test_bad_input_fails_in_preflight_before_any_aws_call(local_stack, extra_vars, variable):
-    recorder = MotoRecorder().start()
-    run = run_playbook("site.yml", extra_vars=extra_vars)
-    calls = recorder.calls()
-    assert run.rc != 0
-    messages = " ".join(run.failed_messages)
-    assert variable in messages, messages or run.stdout[-3000:]
-    assert calls == [], f"preflight must not call AWS, saw {[(c.method, c.action) for c in calls]}"
+# Bad input refused in preflight before any call: tests/integration/test_bad_input.py (the battery).
 
 
 def test_teardown_of_a_real_environment_needs_confirmation():

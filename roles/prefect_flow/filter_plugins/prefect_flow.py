@@ -69,6 +69,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TIMEZONE = re.compile(r"^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+|Etc/[A-Za-z0-9+-]+)$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_TAG = "stack:"
+# Characters Prefect refuses in object names (prefect.types.names.BANNED_CHARACTERS).
+PREFECT_BANNED = ("/", "%", "&", ">", "<")
 
 
 def fargate_pair_ok(cpu: Any, memory: Any) -> bool:
@@ -88,9 +90,63 @@ def _label(index: int, entry: Any) -> str:
     return f"prefect_flow_catalogue[{index}]" + (f" ({name})" if name else "")
 
 
-def _cron_ok(text: str) -> bool:
+# Standard cron fields (what Prefect's CronSchedule, on croniter, takes): name, low, high, names allowed.
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+                ("day of week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")))
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def _cron_value_ok(value: str, low: int, high: int, names: tuple) -> bool:
+    if value.upper() in names:
+        return True
+    return value.isdigit() and low <= int(value) <= high
+
+
+def cron_error(text: str) -> str:
+    """Why a cron expression is not a valid 5-field one ('' when it is)."""
+    if text.strip().lower() in _CRON_MACROS:
+        return ""
     fields = text.split()
-    return len(fields) in (5, 6) and all(re.fullmatch(r"[0-9A-Za-z*/,?LW#-]+", f) for f in fields)
+    if len(fields) != 5:
+        return f"must be a 5-field cron expression (minute hour day-of-month month day-of-week), got {len(fields)} field(s)"
+    for value, (label, low, high, names) in zip(fields, _CRON_FIELDS):
+        for part in value.split(","):
+            body, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) < 1):
+                return f"has a bad step '/{step}' in the {label} field"
+            if body == "*" or (label in ("day of month", "day of week") and body == "?"):
+                continue
+            bounds = body.split("-") if "-" in body[1:] else [body]
+            if len(bounds) > 2 or not all(_cron_value_ok(b, low, high, names) for b in bounds):
+                allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                return f"has '{part}' in the {label} field (allowed: *, {allowed}, ranges a-b, lists a,b, steps /n)"
+    return ""
+
+
+def timezone_ok(name: str) -> bool:
+    """An IANA timezone the controller's zone database knows (the shape alone when it has none)."""
+    if not TIMEZONE.match(name):
+        return False
+    try:
+        import zoneinfo
+
+        if not zoneinfo.available_timezones():
+            return True
+        zoneinfo.ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError (a KeyError), ValueError, OSError
+        return False
+    return True
+
+
+def prefect_name_error(value: Any) -> str:
+    """Why a Prefect object name (work pool, deployment) would be refused ('' when fine)."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty name"
+    bad = [c for c in PREFECT_BANNED if c in value]
+    if bad:
+        return f"must not contain {' '.join(PREFECT_BANNED)} (Prefect refuses them; found {' '.join(bad)})"
+    return ""
 
 
 def _schedule_errors(where: str, schedules: Any) -> list[str]:
@@ -108,8 +164,8 @@ def _schedule_errors(where: str, schedules: Any) -> list[str]:
         kinds = [k for k in ("cron", "interval", "rrule") if schedule.get(k) not in (None, "")]
         if len(kinds) != 1:
             errors.append(f"{at} needs exactly one of cron, interval, rrule (got {', '.join(kinds) or 'none'})")
-        if "cron" in kinds and not _cron_ok(str(schedule["cron"])):
-            errors.append(f"{at}.cron must be a 5-field cron expression (got '{schedule['cron']}')")
+        if "cron" in kinds and cron_error(str(schedule["cron"])):
+            errors.append(f"{at}.cron {cron_error(str(schedule['cron']))} (got '{schedule['cron']}')")
         if "interval" in kinds:
             try:
                 ok = float(schedule["interval"]) > 0
@@ -119,7 +175,7 @@ def _schedule_errors(where: str, schedules: Any) -> list[str]:
                 errors.append(f"{at}.interval must be a number of seconds > 0 (got {schedule['interval']!r})")
         if "rrule" in kinds and "FREQ=" not in str(schedule["rrule"]).upper():
             errors.append(f"{at}.rrule must be an iCalendar RRULE with FREQ= (got '{schedule['rrule']}')")
-        if "timezone" in schedule and not TIMEZONE.match(str(schedule["timezone"] or "")):
+        if "timezone" in schedule and not timezone_ok(str(schedule["timezone"] or "")):
             errors.append(f"{at}.timezone must be an IANA timezone such as UTC or Australia/Sydney "
                           f"(got '{schedule['timezone']}')")
         if "active" in schedule and not isinstance(schedule["active"], bool):
@@ -168,8 +224,8 @@ def catalogue_errors(catalogue: Any, pool_cpu: Any = 512, pool_memory: Any = 102
                 names[name] = index
         flow_name = entry.get("flow_name") or name
         dep_name = entry.get("deployment_name", ENTRY_DEFAULTS["deployment_name"])
-        if not isinstance(dep_name, str) or not dep_name.strip() or "/" in dep_name:
-            errors.append(f"{where}: deployment_name must be a non-empty name without '/' (got {dep_name!r})")
+        if prefect_name_error(dep_name):
+            errors.append(f"{where}: deployment_name {prefect_name_error(dep_name)} (got {dep_name!r})")
         elif isinstance(flow_name, str) and flow_name:
             key = (flow_name, dep_name)
             if key in deployments:
@@ -378,6 +434,7 @@ class FilterModule:
     def filters(self):
         return {
             "prefect_flow_fargate_pair_ok": fargate_pair_ok,
+            "prefect_flow_name_error": prefect_name_error,
             "prefect_flow_catalogue_errors": catalogue_errors,
             "prefect_flow_catalogue": catalogue,
             "prefect_flow_code": code,
