@@ -100,6 +100,11 @@ def measure(label: str, slowest: int) -> dict:
     print(f"{label:5} wall {wall:6.1f} s  AWS requests {figures['requests']:4}  mutating {figures['mutating']:3}  "
           f"changed {figures['changed']:3}  module runs {module_runs:4}  tasks {len(timings)}  "
           f"(+{len(background)} requests of the running worker)")
+    by_role: dict[str, list] = {}
+    for seconds, name in timings:
+        role = name.split(" : ", 1)[0] if " : " in name else "(plays)"
+        by_role.setdefault(role, []).append(seconds)
+    print("      per role: " + ", ".join(f"{role} {sum(v):.1f} s/{len(v)} tasks" for role, v in by_role.items()))
     if slowest:
         for seconds, name in sorted(timings, reverse=True)[:slowest]:
             print(f"      {seconds:6.2f} s  {name}")
@@ -114,12 +119,17 @@ def main() -> None:
     parser.add_argument("--delays", default="", metavar="NAT,ALB,SERVICE",
                         help="injected pending delays in seconds (cold run only is compared against them)")
     parser.add_argument("--cold-only", action="store_true", help="skip the no-op run")
+    parser.add_argument("--noop-only", action="store_true",
+                        help="no reset, no cold run: one no-op run on the stack as it is (deployed before)")
     args = parser.parse_args()
     delays = [float(x) for x in args.delays.split(",")] if args.delays else []
     if delays and len(delays) != 3:
         parser.error("--delays takes three numbers: NAT,ALB,SERVICE")
 
     ensure_stack_up()
+    if args.noop_only:
+        measure("no-op", args.slowest)
+        return
     reset_account()
     if delays and not set_delays(*delays):
         raise SystemExit("the running moto server has no delay patch (restart the local stack)")
