@@ -48,7 +48,7 @@ def read_vpc(ec2, spec):
               "nat_gateways": [], "nat_addresses": [], "nats": {}, "private_route_tables": {},
               "s3_endpoint": _out("", not spec.get("s3_endpoint"), "not found")}
     subnet_names = [s["name"] for s in spec["subnets"]]
-    nat_azs = spec["azs"] if spec.get("nat_gateways") == "per_az" else spec["azs"][:1]
+    nat_azs = [] if spec["layout"] != "private" else spec["azs"] if spec.get("nat_gateways") == "per_az" else spec["azs"][:1]
     nat_names = {az: "%s-nat-%s" % (name, az) for az in nat_azs}
     for subnet in spec["subnets"]:
         result["subnets"][subnet["name"]] = _out("", False, "not found")

@@ -27,11 +27,14 @@ options:
     description: Which role's resources to read.
     type: str
     required: true
-    choices: [vpc]
+    choices: [iam, vpc]
   spec:
     description:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
         C(layout), C(nat_gateways), C(azs), C(subnets) (list of C(name), C(cidr), C(az), C(tier)), C(s3_endpoint).
+      - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
+        C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
+        (optional: the names of every role under it are returned as C(path_roles)).
     type: dict
     required: true
 attributes:
@@ -74,6 +77,8 @@ state:
       C(private_route_tables), C(s3_endpoint), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
       available NAT gateways and the NAT elastic IPs, shaped like the results of C(ec2_vpc_nat_gateway_info) and
       C(ec2_eip_info)) and C(in_sync) (everything in sync).
+    - For C(iam) the keys C(roles) (by role name: C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
+      name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
   returned: always
   type: dict
 """
@@ -85,9 +90,10 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
-READERS = {"vpc": ("ec2", read_vpc)}
+READERS = {"iam": ("iam", read_iam), "vpc": ("ec2", read_vpc)}
 
 
 def main():
