@@ -4,8 +4,8 @@
 On a reset emulator and an empty Prefect server (the local stack's instance selected by
 LOCAL_STACK_INSTANCE / *_PORT, the test instance unless told otherwise), runs site.yml twice with moto's
 request recorder on and prints, for each run: wall time, AWS requests, mutating AWS requests, changed
-tasks, module runs (every task result that was not skipped, loop items counted one by one: each is a
-module process, or an action plugin run on the controller); then the no-op/cold ratio against the
+tasks, module runs (results that carry a module `invocation`, loop items one by one: each is a module
+process; controller-side actions such as set_fact do not count, nor do no_log tasks, whose results are censored); then the no-op/cold ratio against the
 issue's targets (#14). `--slowest N` prints the N slowest tasks of each run, as profile_tasks would
 (measured from the JSON callback's per-task start/end).
 
@@ -83,15 +83,17 @@ def measure(label: str, slowest: int) -> dict:
         print(f"{label}: site.yml failed (rc {run.rc}):", *run.failed_messages, run.stderr[-2000:], sep="\n  ")
         raise SystemExit(1)
     module_runs = 0
+    runs_by_role: dict[str, int] = {}
     timings = []
     for play in run.data.get("plays", []):
         for task in play.get("tasks", []):
             for result in task.get("hosts", {}).values():
-                items = result.get("results") if isinstance(result.get("results"), list) else None
-                if items is not None:
-                    module_runs += sum(1 for item in items if not item.get("skipped"))
-                elif not result.get("skipped"):
-                    module_runs += 1
+                # A module that ran returns its `invocation`; controller-side actions (set_fact, assert...) do not.
+                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                runs = sum(1 for item in items if isinstance(item, dict) and "invocation" in item)
+                module_runs += runs
+                role = task["task"]["name"].split(" : ", 1)[0] if " : " in task["task"]["name"] else "(plays)"
+                runs_by_role[role] = runs_by_role.get(role, 0) + runs
             duration = task.get("task", {}).get("duration", {})
             if duration.get("start") and duration.get("end"):
                 timings.append((_ts(duration["end"]) - _ts(duration["start"]), task["task"]["name"]))
@@ -104,7 +106,8 @@ def measure(label: str, slowest: int) -> dict:
     for seconds, name in timings:
         role = name.split(" : ", 1)[0] if " : " in name else "(plays)"
         by_role.setdefault(role, []).append(seconds)
-    print("      per role: " + ", ".join(f"{role} {sum(v):.1f} s/{len(v)} tasks" for role, v in by_role.items()))
+    print("      per role (time/tasks/module runs): "
+          + ", ".join(f"{role} {sum(v):.1f} s/{len(v)}/{runs_by_role.get(role, 0)}" for role, v in by_role.items()))
     if slowest:
         for seconds, name in sorted(timings, reverse=True)[:slowest]:
             print(f"      {seconds:6.2f} s  {name}")

@@ -27,7 +27,7 @@ options:
     description: Which role's resources to read.
     type: str
     required: true
-    choices: [iam, vpc]
+    choices: [iam, s3, vpc]
   spec:
     description:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
@@ -35,6 +35,10 @@ options:
       - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
         C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
         (optional: the names of every role under it are returned as C(path_roles)).
+      - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
+        C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
+        C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
+        C(transition_days), C(storage_class)).
     type: dict
     required: true
 attributes:
@@ -79,6 +83,8 @@ state:
       C(ec2_eip_info)) and C(in_sync) (everything in sync).
     - For C(iam) the keys C(roles) (by role name: C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
+    - For C(s3) the keys C(buckets) (by name: C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id):
+      C(in_sync), C(why)) and C(in_sync).
   returned: always
   type: dict
 """
@@ -91,9 +97,10 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
-READERS = {"iam": ("iam", read_iam), "vpc": ("ec2", read_vpc)}
+READERS = {"iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
 
 
 def main():
