@@ -47,7 +47,7 @@ def _ts(value: str) -> float:
 def set_delays(nat: float, alb: float, service: float) -> bool:
     """Set the emulator's pending delays (scripts/moto_patches_delays.py); False when moto lacks the patch."""
     body = json.dumps({"nat": nat, "alb": alb, "service": service}).encode()
-    req = urllib.request.Request(moto_url() + "/moto-api/local-stack/delays", data=body, method="POST",
+    req = urllib.request.Request(moto_url() + "/_local_stack/delays", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
