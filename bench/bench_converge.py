@@ -4,8 +4,9 @@
 On a reset emulator and an empty Prefect server (the local stack's instance selected by
 LOCAL_STACK_INSTANCE / *_PORT, the test instance unless told otherwise), runs site.yml twice with moto's
 request recorder on and prints, for each run: wall time, AWS requests, mutating AWS requests, changed
-tasks, module runs (results that carry a module `invocation`, loop items one by one: each is a module
-process; controller-side actions such as set_fact do not count, nor do no_log tasks, whose results are censored); then the no-op/cold ratio against the
+tasks, task runs (results that were not skipped, loop items one by one: each AWS module among them is a
+module process; controller-side actions such as set_fact count too, as the JSON callback does not name
+the action); then the no-op/cold ratio against the
 issue's targets (#14). `--slowest N` prints the N slowest tasks of each run, as profile_tasks would
 (measured from the JSON callback's per-task start/end).
 
@@ -88,9 +89,9 @@ def measure(label: str, slowest: int) -> dict:
     for play in run.data.get("plays", []):
         for task in play.get("tasks", []):
             for result in task.get("hosts", {}).values():
-                # A module that ran returns its `invocation`; controller-side actions (set_fact, assert...) do not.
+                # Loop items one by one; skipped ones start nothing.
                 items = result.get("results") if isinstance(result.get("results"), list) else [result]
-                runs = sum(1 for item in items if isinstance(item, dict) and "invocation" in item)
+                runs = sum(1 for item in items if isinstance(item, dict) and not item.get("skipped"))
                 module_runs += runs
                 role = task["task"]["name"].split(" : ", 1)[0] if " : " in task["task"]["name"] else "(plays)"
                 runs_by_role[role] = runs_by_role.get(role, 0) + runs
@@ -100,13 +101,13 @@ def measure(label: str, slowest: int) -> dict:
     figures = {"wall_s": wall, "requests": len(calls), "mutating": sum(call.mutating for call in calls),
                "changed": len(run.changed_tasks), "module_runs": module_runs, "tasks": len(timings)}
     print(f"{label:5} wall {wall:6.1f} s  AWS requests {figures['requests']:4}  mutating {figures['mutating']:3}  "
-          f"changed {figures['changed']:3}  module runs {module_runs:4}  tasks {len(timings)}  "
+          f"changed {figures['changed']:3}  task runs {module_runs:4}  tasks {len(timings)}  "
           f"(+{len(background)} requests of the running worker)")
     by_role: dict[str, list] = {}
     for seconds, name in timings:
         role = name.split(" : ", 1)[0] if " : " in name else "(plays)"
         by_role.setdefault(role, []).append(seconds)
-    print("      per role (time/tasks/module runs): "
+    print("      per role (time/tasks/task runs): "
           + ", ".join(f"{role} {sum(v):.1f} s/{len(v)}/{runs_by_role.get(role, 0)}" for role, v in by_role.items()))
     if slowest:
         for seconds, name in sorted(timings, reverse=True)[:slowest]:
