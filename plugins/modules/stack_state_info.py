@@ -14,7 +14,7 @@ description:
   - A no-op converge used to start one module process per resource and per loop item (subnet, route table,
     NAT gateway...), each importing boto3 and building its own client, about a second each. This module reads
     every resource of one role with one boto3 session and returns, per resource, its id and whether it is
-    C(in_sync): whether the role's write task (a stock amazon.aws / community.aws module) would change
+    C(in_sync), that is whether the role's write task (a stock amazon.aws / community.aws module) would change
     nothing. The role then runs its write tasks only for what is out of sync.
   - The comparisons mirror the stock modules' own, so skipping an in-sync resource is exact; whatever the
     reader does not know or finds different is reported out of sync and the stock module decides (and
@@ -34,7 +34,7 @@ options:
         C(layout), C(nat_gateways), C(azs), C(subnets) (list of C(name), C(cidr), C(az), C(tier)), C(s3_endpoint).
       - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
         C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
-        (optional: the names of every role under it are returned as C(path_roles)).
+        (optional; the names of every role under it are returned as C(path_roles)).
       - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
         C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
         C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
@@ -81,9 +81,9 @@ state:
       C(private_route_tables), C(s3_endpoint), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
       available NAT gateways and the NAT elastic IPs, shaped like the results of C(ec2_vpc_nat_gateway_info) and
       C(ec2_eip_info)) and C(in_sync) (everything in sync).
-    - For C(iam) the keys C(roles) (by role name: C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
+    - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
-    - For C(s3) the keys C(buckets) (by name: C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id):
+    - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
       C(in_sync), C(why)) and C(in_sync).
   returned: always
   type: dict
