@@ -113,8 +113,8 @@ def test_vpc_reader_reports_each_drift_on_its_resource_only(aws, drift, out_of_s
     assert not state["in_sync"]
 
 
-TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                                                  "Action": "sts:AssumeRole"}]}
+TRUST = {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
 MANAGED = "arn:aws:iam::123456789012:policy/m"  # moto's default account
 
