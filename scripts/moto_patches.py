@@ -50,6 +50,10 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   iam_action_names_ignore_case, iam_trust_policy_principals, iam_pass_role_checked,
   s3_iam_action_names, s3_access_denied_names_principal, json_access_denied_exception.
 
+  Pending delays (scripts/moto_patches_delays.py, all 0 unless LOCAL_STACK_DELAY_NAT_S / _ALB_S /
+  _SERVICE_S or POST /_local_stack/delays set them): nat_gateway_pending_delay,
+  elbv2_provisioning_delay, ecs_service_deployment_delay.
+
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.
 
@@ -1017,6 +1021,11 @@ def _new_deployment(service: Any, state: dict[str, Any]) -> dict[str, Any]:
     return deployment
 
 
+def _deployment_may_complete(deployment: dict[str, Any]) -> bool:
+    """Hook of scripts/moto_patches_delays.py (ecs_service_deployment_delay): True unless a delay holds it."""
+    return True
+
+
 def service_tasks(service: Any) -> list[Any]:
     """The tasks the service started (group service:<name> in its cluster), newest last."""
     tasks = [task for task in list(service._backend.tasks.get(service.cluster_name, {}).values())
@@ -1130,7 +1139,7 @@ def _reconcile_service(backend: Any, service: Any, state: dict[str, Any]) -> Non
     primary_running = sum(1 for task in service_tasks(service)
                           if task.started_by == primary["id"] and task.last_status == "RUNNING")
     if primary["rolloutState"] == "IN_PROGRESS" and len(state["deployments"]) == 1 and service.status == "ACTIVE" \
-            and primary_running >= service.desired_count:
+            and primary_running >= service.desired_count and _deployment_may_complete(primary):
         primary["rolloutState"] = "COMPLETED"
         primary["updatedAt"] = _now()
         state["last_completed"] = primary["taskDefinition"]
@@ -1785,6 +1794,14 @@ except ImportError:
     import moto_patches_iam  # type: ignore[no-redef]
 
 PATCHES.update(moto_patches_iam.PATCHES)
+
+# Pending delays (NAT, load balancer, service deployment), 0 unless configured: scripts/moto_patches_delays.py.
+try:
+    from scripts import moto_patches_delays
+except ImportError:
+    import moto_patches_delays  # type: ignore[no-redef]
+
+PATCHES.update(moto_patches_delays.PATCHES)
 
 _APPLIED: dict[str, Undo] = {}
 

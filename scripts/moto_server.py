@@ -10,6 +10,8 @@ moto's own /moto-api/; JSON in, JSON out, never recorded by moto's request recor
   POST /_local_stack/fargate/report  {"taskArn", "lastStatus", ...}  -> {"taskArn", "lastStatus", "desiredStatus"}
   POST /_local_stack/fargate/logs    {"taskArn", "container", "events": [{"timestamp", "message"}]}
 (moto_patches.fargate_poll / fargate_report / fargate_logs document the fields.)
+and the benchmark's switch of the pending delays (scripts/moto_patches_delays.py):
+  POST /_local_stack/delays          {"nat": s, "alb": s, "service": s} -> the delays in force
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import moto_patches  # noqa: E402  (the scripts folder is not a package)
+import moto_patches_delays  # noqa: E402
 
 CHANNEL_PREFIX = "/_local_stack/fargate/"
 
@@ -36,7 +39,10 @@ ROUTES: dict[str, Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]] = {
     "poll": _poll,
     "report": moto_patches.fargate_report,
     "logs": moto_patches.fargate_logs,
+    "delays": moto_patches_delays.set_delays,
 }
+# POST /_local_stack/delays {"nat": s, "alb": s, "service": s}: pending delays of new resources (moto_patches_delays).
+DELAYS_PATH = "/_local_stack/delays"
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
@@ -70,6 +76,8 @@ def with_fargate_channel(dispatcher: type) -> type:
         def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             if environ.get("PATH_INFO", "").startswith(CHANNEL_PREFIX):
                 return fargate_channel(environ, start_response)
+            if environ.get("PATH_INFO", "") == DELAYS_PATH:
+                return fargate_channel({**environ, "PATH_INFO": CHANNEL_PREFIX + "delays"}, start_response)
             return super().__call__(environ, start_response)
 
     return LocalStackDispatcher

@@ -72,7 +72,7 @@ def test_check_mode_on_empty_account_reports_and_writes_nothing(stack_runs):
     r = stack_runs.check_empty
     assert r.run.rc == 0, r.run.failed_messages or r.run.stderr
     assert r.writes == []
-    assert short(r.run.changed_tasks) == ["Report the buckets that would be created (s3_bucket does not run in check mode)"]
+    assert short(r.run.changed_tasks) == ["Report the buckets and lifecycle rules that would be created or changed (check mode)"]
     assert r.run.facts("s3_buckets__flow_storage_bucket") == FLOW
 
 
@@ -119,6 +119,50 @@ def test_check_mode_on_deployed_stack_is_read_only(stack_runs):
     assert r.writes == []
     assert r.run.changed_tasks == []
     assert r.run.facts("s3_buckets__results_bucket_arn") == f"arn:aws:s3:::{RESULTS}"
+
+
+def test_drift_behind_the_stacks_back_is_reported_in_check_mode_and_repaired(stack_runs, local_stack):
+    """The role reads both buckets in one process and writes only what differs: each drift must still
+    reach its write task (reported in check mode without a write, repaired by the next run)."""
+    client = s3()
+    client.put_bucket_versioning(Bucket=FLOW, VersioningConfiguration={"Status": "Suspended"})
+    client.delete_public_access_block(Bucket=RESULTS)
+    client.put_bucket_tagging(Bucket=RESULTS, Tagging={"TagSet": [{"Key": "Project", "Value": "other"}]})
+    client.delete_bucket_lifecycle(Bucket=FLOW)
+    rules = client.get_bucket_lifecycle_configuration(Bucket=RESULTS)["Rules"]
+    for rule in rules:
+        if rule["ID"] == "results-retention":
+            rule["Expiration"] = {"Days": 7}
+    client.put_bucket_lifecycle_configuration(Bucket=RESULTS, LifecycleConfiguration={"Rules": rules})
+
+    check = run(local_stack, DEPLOY, check=True)
+    assert check.run.rc == 0, check.run.failed_messages
+    assert check.writes == []
+    # s3_bucket and s3_lifecycle do not run in check mode: the role reports what its reader found.
+    assert short(check.run.changed_tasks) == ["Report the buckets and lifecycle rules that would be created or changed (check mode)"]
+    report = [r for n, r in check.run.task_results() if n.endswith("would be created or changed (check mode)")][0]
+    messages = sorted(item["msg"] for item in report["results"])
+    assert messages == [f"Would change bucket {FLOW}: versioning",
+                        f"Would change bucket {RESULTS}: public access block, tags",
+                        f"Would converge lifecycle rule noncurrent-versions of bucket {FLOW}: rule missing",
+                        f"Would converge lifecycle rule results-retention of bucket {RESULTS}: rule differs"], messages
+
+    repair = run(local_stack, DEPLOY)
+    assert repair.run.rc == 0, repair.run.failed_messages
+    assert set(short(repair.run.changed_tasks)) == {
+        "Create the buckets (SSE, versioning, public access block, TLS-only policy)",
+        "Expire noncurrent versions and abort stale multipart uploads", "Set the results retention rule"}
+    assert client.get_bucket_versioning(Bucket=FLOW)["Status"] == "Enabled"
+    assert all(client.get_public_access_block(Bucket=RESULTS)["PublicAccessBlockConfiguration"].values())
+    assert {t["Key"]: t["Value"] for t in client.get_bucket_tagging(Bucket=RESULTS)["TagSet"]} == dict(TAGS, Name=RESULTS)
+    assert [r["ID"] for r in client.get_bucket_lifecycle_configuration(Bucket=FLOW)["Rules"]] == ["noncurrent-versions"]
+    retention = [r for r in client.get_bucket_lifecycle_configuration(Bucket=RESULTS)["Rules"] if r["ID"] == "results-retention"]
+    assert retention[0]["Expiration"] == {"Days": 365}
+
+    again = run(local_stack, DEPLOY)
+    assert again.run.rc == 0, again.run.failed_messages
+    assert again.run.changed_tasks == []
+    assert again.writes == []
 
 
 def test_delete_keeps_buckets_with_data_unless_opted_in(stack_runs, local_stack):

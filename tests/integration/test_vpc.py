@@ -163,6 +163,59 @@ def test_check_mode_on_deployed_stack_is_read_only_and_complete(stack_runs):
         assert r.run.facts(fact) == stack_runs.create.run.facts(fact), fact
 
 
+DRIFTED_TASKS = {"vpc : Create the VPC", "vpc : Create the subnets", "vpc : Create the internet gateway",
+                 "vpc : Create the public route table", "vpc : Create the NAT gateways",
+                 "vpc : Create the private route tables", "vpc : Create the S3 gateway endpoint"}
+
+
+def test_drift_behind_the_stacks_back_is_reported_in_check_mode_and_repaired(stack_runs, local_stack):
+    """The role reads the network in one process and writes only what differs: every kind of drift must
+    still reach its stock write task (changed in check mode without a write, repaired by the next run)."""
+    client = ec2()
+    vpc_id = stack_runs.create.run.facts("vpc__vpc_id")
+    public_ids = stack_runs.create.run.facts("vpc__public_subnet_ids")
+    private_ids = stack_runs.create.run.facts("vpc__private_subnet_ids")
+    client.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": False})
+    client.modify_subnet_attribute(SubnetId=public_ids[0], MapPublicIpOnLaunch={"Value": True})
+    client.delete_tags(Resources=[private_ids[1]], Tags=[{"Key": "Tier"}])
+    igw = client.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"][0]
+    client.create_tags(Resources=[igw["InternetGatewayId"]], Tags=[{"Key": "Rogue", "Value": "1"}])
+    tables = {tags(t).get("Name"): t for t in client.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]}
+    client.delete_route(RouteTableId=tables[f"{NAME}-public"]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    private_rt = tables[f"{NAME}-private-us-east-1b"]
+    client.disassociate_route_table(AssociationId=[a for a in private_rt["Associations"] if a.get("SubnetId")][0]["RouteTableAssociationId"])
+    nat = [n for n in client.describe_nat_gateways()["NatGateways"] if n["State"] == "available"][0]
+    client.delete_tags(Resources=[nat["NatGatewayId"]], Tags=[{"Key": "Name"}])
+    endpoint = client.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"][0]
+    client.create_tags(Resources=[endpoint["VpcEndpointId"]], Tags=[{"Key": "Rogue", "Value": "1"}])
+
+    check = run(local_stack, check=True)
+    assert check.run.rc == 0, check.run.failed_messages
+    assert check.writes == [], [c.action for c in check.writes]
+    assert set(check.run.changed_tasks) == DRIFTED_TASKS
+
+    repair = run(local_stack)
+    assert repair.run.rc == 0, repair.run.failed_messages
+    assert set(repair.run.changed_tasks) == DRIFTED_TASKS
+    assert client.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
+    subnets = {s["SubnetId"]: s for s in client.describe_subnets(SubnetIds=public_ids + private_ids)["Subnets"]}
+    assert not subnets[public_ids[0]]["MapPublicIpOnLaunch"]
+    assert tags(subnets[private_ids[1]])["Tier"] == "private"
+    tables = {tags(t).get("Name"): t for t in client.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]}
+    assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw["InternetGatewayId"]
+               for r in tables[f"{NAME}-public"]["Routes"])
+    assert [a["SubnetId"] for a in tables[f"{NAME}-private-us-east-1b"]["Associations"] if a.get("SubnetId")] == [private_ids[1]]
+    assert repair.run.facts("vpc__vpc_id") == vpc_id
+    assert repair.run.facts("vpc__private_route_table_ids") == stack_runs.create.run.facts("vpc__private_route_table_ids")
+
+    again = run(local_stack)
+    assert again.run.rc == 0, again.run.failed_messages
+    assert again.run.changed_tasks == []
+    assert again.writes == []
+
+
 def test_delete_removes_everything_and_is_idempotent(stack_runs, local_stack):
     # Something another role might have left behind: a security group in the VPC.
     client = ec2()

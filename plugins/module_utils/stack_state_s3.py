@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Reader of the s3_buckets role's buckets for dataops.prefect_fargate.stack_state_info.
+
+A bucket is `in_sync` only when amazon.aws.s3_bucket, with the settings the role passes, would change
+nothing: it exists, and its default encryption (algorithm, KMS key, bucket key), versioning, public access
+block, object ownership, bucket policy (amazon.aws compare_policies) and tags (purge_tags) are the wanted
+ones. A lifecycle rule is in sync when community.aws.s3_lifecycle would not put it: the bucket holds a rule
+with that ID equal to the rule the module builds (state present), or none (state absent). Whatever the
+reader cannot read or compare is out of sync, and the stock module decides. The reader never writes.
+
+spec:
+  buckets: [{name, encryption (AES256|aws:kms), encryption_key_id, versioning, policy (document or {}),
+             object_ownership, tags}]   (public access: all four blocks on)
+  lifecycle: [{bucket, id, state (present|absent), abort_incomplete_multipart_upload_days,
+               noncurrent_version_expiration_days, expiration_days, transition_days, storage_class}]
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
+
+try:
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing botocore
+
+PUBLIC_ACCESS = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+
+
+def _code(exc):
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _read(call, missing, **params):
+    """The answer of one read, or None when the API says the setting does not exist (codes in `missing`)."""
+    try:
+        return call(aws_retry=True, **params)
+    except ClientError as exc:
+        if _code(exc) in missing:
+            return None
+        raise
+
+
+def lifecycle_rule(want):
+    """The rule community.aws.s3_lifecycle builds from the role's arguments (build_rule)."""
+    rule = {"Filter": {"Prefix": ""}, "Status": "Enabled", "ID": want["id"]}
+    if want.get("abort_incomplete_multipart_upload_days"):
+        rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(want["abort_incomplete_multipart_upload_days"])}
+    if want.get("expiration_days"):
+        rule["Expiration"] = {"Days": int(want["expiration_days"])}
+    if want.get("noncurrent_version_expiration_days"):
+        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(want["noncurrent_version_expiration_days"])}
+    if want.get("transition_days"):
+        rule["Transitions"] = [{"Days": int(want["transition_days"]), "StorageClass": want["storage_class"].upper()}]
+    return rule
+
+
+def read_s3(s3, spec):
+    buckets = {}
+    for want in spec.get("buckets") or []:
+        name = want["name"]
+        if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=name) is None:
+            buckets[name] = {"exists": False, "in_sync": False, "why": "not found"}
+            continue
+        why = []
+        enc = _read(s3.get_bucket_encryption, ("ServerSideEncryptionConfigurationNotFoundError",), Bucket=name)
+        rules = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules") or [{}]
+        default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
+        if default.get("SSEAlgorithm") != want["encryption"]:
+            why.append("encryption")
+        elif want["encryption"] == "aws:kms":
+            if want.get("encryption_key_id") and default.get("KMSMasterKeyID") != want["encryption_key_id"]:
+                why.append("encryption key")
+            if not want.get("encryption_key_id") and default.get("KMSMasterKeyID"):
+                why.append("encryption key")
+            if not rules[0].get("BucketKeyEnabled"):
+                why.append("bucket key")
+        versioning = _read(s3.get_bucket_versioning, (), Bucket=name) or {}
+        if bool(want["versioning"]) != (versioning.get("Status") == "Enabled"):
+            why.append("versioning")
+        block = _read(s3.get_public_access_block, ("NoSuchPublicAccessBlockConfiguration",), Bucket=name)
+        if (block or {}).get("PublicAccessBlockConfiguration") != PUBLIC_ACCESS:
+            why.append("public access block")
+        ownership = _read(s3.get_bucket_ownership_controls, ("OwnershipControlsNotFoundError",), Bucket=name)
+        current_ownership = ((ownership or {}).get("OwnershipControls", {}).get("Rules") or [{}])[0].get("ObjectOwnership")
+        if current_ownership != want["object_ownership"]:
+            why.append("object ownership")
+        policy = _read(s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name)
+        current_policy = json.loads(policy["Policy"]) if policy and policy.get("Policy") else None
+        wanted_policy = json.loads(want["policy"]) if isinstance(want["policy"], str) else want["policy"]
+        if wanted_policy:
+            if not current_policy or compare_policies(current_policy, wanted_policy):
+                why.append("policy")
+        elif current_policy:
+            why.append("policy")
+        tagging = _read(s3.get_bucket_tagging, ("NoSuchTagSet", "NoSuchTagSetError"), Bucket=name)
+        tags = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", []) if not t["Key"].startswith("aws:")}
+        if tags != dict(want.get("tags") or {}):
+            why.append("tags")
+        buckets[name] = {"exists": True, "in_sync": not why, "why": ", ".join(why)}
+
+    lifecycle = {}
+    current_rules = {}
+    for want in spec.get("lifecycle") or []:
+        bucket = want["bucket"]
+        key = "%s/%s" % (bucket, want["id"])
+        if buckets.get(bucket, {}).get("exists") is False:
+            lifecycle[key] = {"in_sync": False, "why": "bucket not found"}
+            continue
+        if bucket not in current_rules:
+            answer = _read(s3.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket)
+            current_rules[bucket] = {r.get("ID"): r for r in (answer or {}).get("Rules", [])}
+        current = current_rules[bucket].get(want["id"])
+        if want.get("state", "present") == "absent":
+            lifecycle[key] = {"in_sync": current is None, "why": "" if current is None else "rule present"}
+        else:
+            same = current == lifecycle_rule(want)
+            lifecycle[key] = {"in_sync": same, "why": "" if same else ("rule differs" if current else "rule missing")}
+    in_sync = all(b["in_sync"] for b in buckets.values()) and all(r["in_sync"] for r in lifecycle.values())
+    return {"buckets": buckets, "lifecycle": lifecycle, "in_sync": in_sync}

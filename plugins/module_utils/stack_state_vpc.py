@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Reader of the vpc role's resources for dataops.prefect_fargate.stack_state_info.
+
+One EC2 client reads everything the vpc role converges (VPC, subnets, internet gateway, route tables,
+NAT gateways and their elastic IPs, S3 gateway endpoint) and says, resource by resource, whether it
+already is what the role's write task would make it. The comparisons mirror the stock modules' own
+(amazon.aws ec2_vpc_net, ec2_vpc_subnet, ec2_vpc_igw, ec2_vpc_route_table, ec2_vpc_nat_gateway,
+ec2_vpc_endpoint, with purge_tags: true): `in_sync` is true only when that module would change nothing,
+so skipping it is exact; anything unknown or missing is out of sync and the stock module runs (and
+decides). The reader never writes.
+
+spec (built by roles/vpc/tasks/create.yml):
+  name, cidr, tags (the role's vpc_tags), region, layout (public|private), nat_gateways (single|per_az),
+  azs: [az, ...], subnets: [{name, cidr, az, tier}], s3_endpoint: bool
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+
+
+def _tags(items):
+    """AWS tag list -> dict, without the aws: tags nobody can set (purge_tags leaves them alone too)."""
+    return {t["Key"]: t["Value"] for t in items or [] if not t["Key"].startswith("aws:")}
+
+
+def _filters(**values):
+    return [{"Name": k.replace("_", "-") if not k.startswith("tag") else k, "Values": v if isinstance(v, list) else [v]}
+            for k, v in values.items()]
+
+
+def _snake(item):
+    out = camel_dict_to_snake_dict(item, ignore_list=["Tags"])
+    out["tags"] = _tags(item.get("Tags"))
+    return out
+
+
+def _out(resource_id, in_sync, why=""):
+    return {"id": resource_id or "", "in_sync": bool(in_sync), "why": "" if in_sync else why}
+
+
+def read_vpc(ec2, spec):
+    """Read the network of one stack; returns the ids found and whether each resource is in sync."""
+    name, tags = spec["name"], dict(spec.get("tags") or {})
+    result = {"vpc": _out("", False, "no VPC named %s with CIDR %s" % (name, spec["cidr"])), "subnets": {},
+              "internet_gateway": _out("", False, "no internet gateway attached"), "public_route_table": _out("", False, "not found"),
+              "nat_gateways": [], "nat_addresses": [], "nats": {}, "private_route_tables": {},
+              "s3_endpoint": _out("", not spec.get("s3_endpoint"), "not found")}
+    subnet_names = [s["name"] for s in spec["subnets"]]
+    nat_azs = [] if spec["layout"] != "private" else spec["azs"] if spec.get("nat_gateways") == "per_az" else spec["azs"][:1]
+    nat_names = {az: "%s-nat-%s" % (name, az) for az in nat_azs}
+    for subnet in spec["subnets"]:
+        result["subnets"][subnet["name"]] = _out("", False, "not found")
+    for az in nat_azs:
+        result["nats"][nat_names[az]] = _out("", False, "not found")
+    if spec["layout"] == "private":
+        for az in spec["azs"]:
+            result["private_route_tables"]["%s-private-%s" % (name, az)] = _out("", False, "not found")
+
+    # The NAT elastic IPs are found by tag, in or out of a VPC (the role allocates them before the NATs).
+    if nat_names and spec["layout"] == "private":
+        addresses = ec2.describe_addresses(aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))
+        result["nat_addresses"] = [_snake(a) for a in addresses.get("Addresses", [])]
+
+    vpcs = ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"]
+    if len(vpcs) != 1:
+        if vpcs:
+            result["vpc"]["why"] = "%d VPCs match" % len(vpcs)
+        return _finish(result)
+    vpc = vpcs[0]
+    vpc_id = vpc["VpcId"]
+    dns_support = ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsSupport")
+    dns_hostnames = ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames")
+    want = dict(tags, Name=name)
+    why = []
+    if _tags(vpc.get("Tags")) != want:
+        why.append("tags")
+    if not dns_support["EnableDnsSupport"]["Value"]:
+        why.append("DNS support")
+    if not dns_hostnames["EnableDnsHostnames"]["Value"]:
+        why.append("DNS hostnames")
+    result["vpc"] = _out(vpc_id, not why, ", ".join(why))
+
+    # Subnets: ec2_vpc_subnet finds one by VPC + CIDR; map_public false, no IPv6, tags exact.
+    by_cidr = {s["CidrBlock"]: s for s in ec2.describe_subnets(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["Subnets"]}
+    ids_by_name = {}
+    for subnet in spec["subnets"]:
+        found = by_cidr.get(subnet["cidr"])
+        if not found:
+            continue
+        why = []
+        if found["AvailabilityZone"] != subnet["az"]:
+            why.append("availability zone")
+        if found.get("MapPublicIpOnLaunch"):
+            why.append("map_public")
+        if found.get("AssignIpv6AddressOnCreation"):
+            why.append("assign IPv6")
+        if any(a.get("Ipv6CidrBlockState", {}).get("State") in ("associated", "associating")
+               for a in found.get("Ipv6CidrBlockAssociationSet") or []):
+            why.append("IPv6 CIDR")
+        if _tags(found.get("Tags")) != dict(tags, Name=subnet["name"], Tier=subnet["tier"]):
+            why.append("tags")
+        result["subnets"][subnet["name"]] = _out(found["SubnetId"], not why, ", ".join(why))
+        ids_by_name[subnet["name"]] = found["SubnetId"]
+
+    igws = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"attachment.vpc-id": vpc_id}))["InternetGateways"]
+    igw_id = ""
+    if len(igws) == 1:
+        igw_id = igws[0]["InternetGatewayId"]
+        tags_ok = _tags(igws[0].get("Tags")) == dict(tags, Name="%s-igw" % name)
+        result["internet_gateway"] = _out(igw_id, tags_ok, "tags")
+
+    tables = ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"]
+    public_ids = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "public"]
+    purge_public = not (spec.get("s3_endpoint") and spec["layout"] == "public")
+    result["public_route_table"] = _route_table(tables, dict(tags, Name="%s-public" % name, Tier="public"),
+                                                {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": igw_id},
+                                                public_ids, purge_public)
+
+    nat_by_az = {}
+    if spec["layout"] == "private":
+        nats = ec2.describe_nat_gateways(aws_retry=True, Filters=_filters(vpc_id=vpc_id, state=["pending", "available"]))
+        result["nat_gateways"] = [_snake(n) for n in nats.get("NatGateways", [])]
+        for az, nat_name in nat_names.items():
+            subnet_id = ids_by_name.get("%s-public-%s" % (name, az), "")
+            found = [n for n in nats.get("NatGateways", []) if subnet_id and n["SubnetId"] == subnet_id]
+            if not found:
+                continue
+            why = []
+            if found[0]["State"] != "available":
+                why.append("state %s" % found[0]["State"])
+            if _tags(found[0].get("Tags")) != dict(tags, Name=nat_name):
+                why.append("tags")
+            result["nats"][nat_name] = _out(found[0]["NatGatewayId"], not why, ", ".join(why))
+            nat_by_az[az] = found[0]["NatGatewayId"]
+        for index, az in enumerate(spec["azs"]):
+            nat_id = nat_by_az.get(az if spec.get("nat_gateways") == "per_az" else spec["azs"][0], "")
+            private = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "private" and s["az"] == az]
+            rt_name = "%s-private-%s" % (name, az)
+            result["private_route_tables"][rt_name] = _route_table(
+                tables, dict(tags, Name=rt_name, Tier="private"), {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": nat_id},
+                private, not spec.get("s3_endpoint"))
+
+    if spec.get("s3_endpoint"):
+        task_tables = ([t["id"] for t in result["private_route_tables"].values()] if spec["layout"] == "private"
+                       else [result["public_route_table"]["id"]])
+        endpoints = ec2.describe_vpc_endpoints(aws_retry=True, Filters=_filters(
+            vpc_id=vpc_id, service_name="com.amazonaws.%s.s3" % spec["region"]))["VpcEndpoints"]
+        for endpoint in endpoints:
+            if endpoint.get("State", "").lower() in ("deleting", "deleted", "failed", "rejected", "expired"):
+                continue
+            if "" not in task_tables and sorted(endpoint.get("RouteTableIds") or []) == sorted(task_tables):
+                tags_ok = _tags(endpoint.get("Tags")) == dict(tags, Name="%s-s3" % name)
+                result["s3_endpoint"] = _out(endpoint["VpcEndpointId"], tags_ok, "tags")
+                break
+    return _finish(result)
+
+
+def _route_table(tables, want_tags, want_route, subnet_ids, purge_routes):
+    """One route table as ec2_vpc_route_table (lookup: tag, purge_subnets, purge_tags) would converge it."""
+    matches = [t for t in tables if all(_tags(t.get("Tags")).get(k) == v for k, v in want_tags.items())]
+    if len(matches) != 1:
+        return _out("", False, "%d tables match the tags" % len(matches))
+    table = matches[0]
+    why = []
+    if _tags(table.get("Tags")) != want_tags:
+        why.append("tags")
+    target = [v for k, v in want_route.items() if k != "DestinationCidrBlock"][0]
+    routes = table.get("Routes") or []
+    if not target or not any(set(want_route.items()) <= set((k, v) for k, v in r.items() if isinstance(v, str)) for r in routes):
+        why.append("default route")
+    if purge_routes and any(r.get("DestinationCidrBlock") and r.get("Origin") == "CreateRoute"
+                            and r.get("DestinationCidrBlock") != want_route["DestinationCidrBlock"] for r in routes):
+        why.append("extra routes")
+    associated = sorted(a["SubnetId"] for a in table.get("Associations") or [] if not a.get("Main") and a.get("SubnetId"))
+    if "" in subnet_ids or associated != sorted(subnet_ids):
+        why.append("subnet associations")
+    return _out(table["RouteTableId"], not why, ", ".join(why))
+
+
+def _finish(result):
+    resources = [result["vpc"], result["internet_gateway"], result["public_route_table"], result["s3_endpoint"]]
+    for group in ("subnets", "nats", "private_route_tables"):
+        resources += list(result[group].values())
+    result["in_sync"] = all(r["in_sync"] for r in resources)
+    return result

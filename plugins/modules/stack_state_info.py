@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Read what a role of this collection converges, in one process, and say what differs from the wanted state."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_state_info
+version_added: 0.3.0
+short_description: Read the AWS resources of one role of the stack in one process and compare them with the wanted state
+description:
+  - A no-op converge used to start one module process per resource and per loop item (subnet, route table,
+    NAT gateway...), each importing boto3 and building its own client, about a second each. This module reads
+    every resource of one role with one boto3 session and returns, per resource, its id and whether it is
+    C(in_sync), that is whether the role's write task (a stock amazon.aws / community.aws module) would change
+    nothing. The role then runs its write tasks only for what is out of sync.
+  - The comparisons mirror the stock modules' own, so skipping an in-sync resource is exact; whatever the
+    reader does not know or finds different is reported out of sync and the stock module decides (and
+    reports the change, in check mode and with C(--diff) too).
+  - Read-only. Readers live in C(plugins/module_utils/stack_state_<reader>.py).
+author:
+  - Prefect Fargate maintainers (@dataops)
+options:
+  reader:
+    description: Which role's resources to read.
+    type: str
+    required: true
+    choices: [iam, s3, vpc]
+  spec:
+    description:
+      - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
+        C(layout), C(nat_gateways), C(azs), C(subnets) (list of C(name), C(cidr), C(az), C(tier)), C(s3_endpoint).
+      - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
+        C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
+        (optional; the names of every role under it are returned as C(path_roles)).
+      - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
+        C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
+        C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
+        C(transition_days), C(storage_class)).
+    type: dict
+    required: true
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Read the network
+  dataops.prefect_fargate.stack_state_info:
+    reader: vpc
+    spec:
+      name: prefect-elt-dev
+      cidr: 10.20.0.0/16
+      tags: {Project: prefect-elt}
+      region: us-east-1
+      layout: private
+      nat_gateways: single
+      azs: [us-east-1a, us-east-1b]
+      subnets:
+        - {name: prefect-elt-dev-public-us-east-1a, cidr: 10.20.0.0/20, az: us-east-1a, tier: public}
+      s3_endpoint: true
+  register: network
+"""
+
+RETURN = r"""
+state:
+  description:
+    - What the reader found. Every resource is a dict with C(id) (empty when not found), C(in_sync) and
+      C(why) (what differs, empty when in sync); groups of resources are dicts keyed by resource name.
+    - For C(vpc) the keys C(vpc), C(subnets), C(internet_gateway), C(public_route_table), C(nats),
+      C(private_route_tables), C(s3_endpoint), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
+      available NAT gateways and the NAT elastic IPs, shaped like the results of C(ec2_vpc_nat_gateway_info) and
+      C(ec2_eip_info)) and C(in_sync) (everything in sync).
+    - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
+      name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
+    - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
+      C(in_sync), C(why)) and C(in_sync).
+  returned: always
+  type: dict
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing botocore
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
+
+READERS = {"iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
+
+
+def main():
+    module = AnsibleAWSModule(argument_spec=dict(reader=dict(type="str", required=True, choices=sorted(READERS)),
+                                                 spec=dict(type="dict", required=True)),
+                              supports_check_mode=True)
+    service, reader = READERS[module.params["reader"]]
+    client = module.client(service, retry_decorator=AWSRetry.jittered_backoff())
+    try:
+        state = reader(client, module.params["spec"])
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        module.fail_json_aws(exc, msg="Could not read the %s resources" % module.params["reader"])
+    except KeyError as exc:
+        module.fail_json(msg="spec of reader %s lacks %s" % (module.params["reader"], exc))
+    module.exit_json(changed=False, state=state)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The pending delays of the local stack's moto patch layer (scripts/moto_patches_delays.py): a NAT gateway
+stays `pending`, a load balancer `provisioning`, a service deployment IN_PROGRESS for the configured time;
+0 (the default) leaves moto as it is. moto runs in-process (`mock_aws`), no server."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from scripts import moto_patches, moto_patches_delays
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    for name in moto_patches_delays.ENV.values():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(moto_patches_delays, "_OVERRIDES", {})
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def patched():
+    undo = []
+
+    def apply(name: str) -> None:
+        undo.append(moto_patches_delays.PATCHES[name]())
+    yield apply
+    for one in reversed(undo):
+        one()
+
+
+def _subnet(ec2):
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    return vpc, [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+                 for i, az in enumerate("ab")]
+
+
+def _nat_state(ec2):
+    _, subnets = _subnet(ec2)
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=eip)["NatGateway"]["NatGatewayId"]
+    return lambda: ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"]
+
+
+def test_without_a_delay_a_nat_gateway_is_available_at_once(patched):
+    patched("nat_gateway_pending_delay")
+    assert _nat_state(boto3.client("ec2"))() == "available"
+
+
+def test_nat_gateway_stays_pending_for_the_delay(patched, monkeypatch):
+    patched("nat_gateway_pending_delay")
+    monkeypatch.setenv("LOCAL_STACK_DELAY_NAT_S", "0.6")
+    ec2 = boto3.client("ec2")
+    state = _nat_state(ec2)
+    assert state() == "pending"
+    pending = ec2.describe_nat_gateways(Filter=[{"Name": "state", "Values": ["pending"]}])["NatGateways"]
+    assert len(pending) == 1  # the state filter sees it too (the vpc role looks NATs up by state)
+    time.sleep(0.7)
+    assert state() == "available"
+
+
+def _load_balancer_state(elb, ec2):
+    vpc, subnets = _subnet(ec2)
+    arn = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    return lambda: elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]["State"]["Code"]
+
+
+def test_without_a_delay_a_load_balancer_is_active_when_described(patched):
+    patched("elbv2_provisioning_delay")
+    assert _load_balancer_state(boto3.client("elbv2"), boto3.client("ec2"))() == "active"
+
+
+def test_load_balancer_stays_provisioning_for_the_delay(patched):
+    patched("elbv2_provisioning_delay")
+    assert moto_patches_delays.set_delays({"alb": 0.6}) == (200, {"nat": 0.0, "alb": 0.6, "service": 0.0})
+    state = _load_balancer_state(boto3.client("elbv2"), boto3.client("ec2"))
+    assert state() == "provisioning"
+    time.sleep(0.7)
+    assert state() == "active"
+
+
+def test_service_deployment_may_complete_only_after_the_delay(patched):
+    assert moto_patches._deployment_may_complete({"id": "d1"})  # unpatched: the scheduler decides alone
+    patched("ecs_service_deployment_delay")
+    moto_patches_delays.set_delays({"service": 0.5})
+    assert not moto_patches._deployment_may_complete({"id": "d1"})
+    time.sleep(0.6)
+    assert moto_patches._deployment_may_complete({"id": "d1"})
+    moto_patches_delays.set_delays({"service": 0})
+    assert moto_patches._deployment_may_complete({"id": "d2"})
+
+
+def test_bad_delay_is_refused():
+    assert moto_patches_delays.set_delays({"nat": "soon"})[0] == 400
+
+
+def test_delays_are_part_of_the_patch_layer():
+    assert set(moto_patches_delays.PATCHES) <= set(moto_patches.PATCHES)
