@@ -50,6 +50,10 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   iam_action_names_ignore_case, iam_trust_policy_principals, iam_pass_role_checked,
   s3_iam_action_names, s3_access_denied_names_principal, json_access_denied_exception.
 
+  Faults (scripts/moto_patches_faults.py; not a gap but AWS throttling on demand, off by default):
+  aws_fault_injection (a seeded share of AWS requests answered ThrottlingException / RequestLimitExceeded /
+  Throttling / SlowDown in the request's protocol; switched at runtime through POST /_local_stack/faults).
+
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.
 
@@ -1785,6 +1789,14 @@ except ImportError:
     import moto_patches_iam  # type: ignore[no-redef]
 
 PATCHES.update(moto_patches_iam.PATCHES)
+
+# Fault injection (AWS throttling on demand), in its own module too.
+try:
+    from scripts import moto_patches_faults
+except ImportError:
+    import moto_patches_faults  # type: ignore[no-redef]
+
+PATCHES.update(moto_patches_faults.PATCHES)
 
 _APPLIED: dict[str, Undo] = {}
 
