@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from tests.helpers.stack import moto_url, prefect_api, reset_account, run_playbook
+from tests.helpers.stack import MotoRecorder, moto_url, prefect_api, reset_account, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,7 +93,7 @@ class Drift:
     make: Callable[[], None]
     task: str  # the task that repairs it ("role : Task", as the json callback names it)
     # What its diff in check mode must contain; None where the module returns no diff at all
-    # (amazon.aws ec2_vpc_net, ec2_vpc_route_table, cloudwatchlogs_log_group, community.aws ecs_service:
+    # (amazon.aws ec2_vpc_net, ec2_vpc_route_table, community.aws ecs_service:
     # no diff support), where the changed task alone reports it.
     names: str | None
     check_task: str = ""  # the task that reports it in check mode, when not `task`
@@ -116,7 +116,9 @@ DRIFTS = [
           BUCKETS_CHECK),
     Drift("public access block off", drop_public_access_block, BUCKETS, '-    \\"public_access\\": {}', BUCKETS_CHECK),
     Drift("VPC tag removed", remove_vpc_tag, "vpc : Create the VPC", None),
-    Drift("log retention changed", change_log_retention, "ecs_fargate_agent : Ensure the log group", None),
+    Drift("log retention changed", change_log_retention, "ecs_fargate_agent : Ensure the log group",
+          '-    \\"retention_in_days\\": 1', "ecs_fargate_agent : Report a log retention that differs "
+          "(the log group module would write it in check mode)"),
     Drift("deployment schedule deleted", delete_schedule, DEPLOYMENTS, '"schedules": []'),
     Drift("deployment paused", pause_deployment, DEPLOYMENTS, '"paused": true'),
 ]
@@ -145,9 +147,13 @@ def test_drift_is_reported_then_repaired(local_stack):
         drift.make()
 
     start = time.monotonic()
+    recorder = MotoRecorder().start()
     check = run_playbook("site.yml", check=True, diff=True)
+    mutating = recorder.mutating_calls()
     timings["check"] = time.monotonic() - start
     assert check.rc == 0, check.failed_messages or check.stdout[-3000:]
+    # reporting drift repairs nothing (amazon.aws cloudwatchlogs_log_group wrote the retention in check mode)
+    assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
     reported = {d.name for d in DRIFTS
                 if d.reporter in check.changed_tasks and (d.names is None or d.names in diffs_of(check, d.reporter))}
 
