@@ -46,7 +46,8 @@ def throttled_run(playbook: str, **kwargs):
     start = time.monotonic()
     run = run_playbook(playbook, **kwargs)
     seconds = time.monotonic() - start
-    counted = faults(rate=0)  # off, and the counters of the run
+    counted = faults()  # the counters of the run (switching off resets them)
+    faults(rate=0)
     print(f"{playbook} throttled at {RATE:.0%}: rc {run.rc}, {seconds:.0f} s, {counted['injected']} faults injected "
           f"in {counted['seen']} AWS requests {counted['by_code']} {counted['by_service']}")
     return run, counted
