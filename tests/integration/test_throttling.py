@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from tests.helpers.leftovers import find_leftovers
-from tests.helpers.stack import moto_url, reset_account, run_playbook
+from tests.helpers.stack import local_stack_script, moto_url, reset_account, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,7 +60,7 @@ def assert_converged(run, counted) -> None:
         assert "Traceback (most recent call last)" not in stream, stream[stream.find("Traceback") - 2000:][:4000]
 
 
-def test_site_and_teardown_converge_with_a_fifth_of_aws_requests_throttled(throttled):
+def test_site_and_teardown_converge_with_a_fifth_of_aws_requests_throttled(throttled, monkeypatch):
     site, site_faults = throttled_run("site.yml")
     assert_converged(site, site_faults)
     # every kind of answer was met: JSON, EC2, the other query services and S3
@@ -68,4 +68,6 @@ def test_site_and_teardown_converge_with_a_fifth_of_aws_requests_throttled(throt
 
     teardown, teardown_faults = throttled_run("teardown.yml", extra_vars={"teardown_delete_data": True})
     assert_converged(teardown, teardown_faults)
+    for key, value in local_stack_script.aws_env().items():  # find_leftovers reads the standard AWS environment
+        monkeypatch.setenv(key, value)
     assert find_leftovers() == []
