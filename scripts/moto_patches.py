@@ -53,6 +53,9 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   Pending delays (scripts/moto_patches_delays.py, all 0 unless LOCAL_STACK_DELAY_NAT_S / _ALB_S /
   _SERVICE_S or POST /_local_stack/delays set them): nat_gateway_pending_delay,
   elbv2_provisioning_delay, ecs_service_deployment_delay.
+  Faults (scripts/moto_patches_faults.py; not a gap but AWS throttling on demand, off by default):
+  aws_fault_injection (a seeded share of AWS requests answered ThrottlingException / RequestLimitExceeded /
+  Throttling / SlowDown in the request's protocol; switched at runtime through POST /_local_stack/faults).
 
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.
@@ -1802,6 +1805,13 @@ except ImportError:
     import moto_patches_delays  # type: ignore[no-redef]
 
 PATCHES.update(moto_patches_delays.PATCHES)
+# Fault injection (AWS throttling on demand), in its own module too.
+try:
+    from scripts import moto_patches_faults
+except ImportError:
+    import moto_patches_faults  # type: ignore[no-redef]
+
+PATCHES.update(moto_patches_faults.PATCHES)
 
 _APPLIED: dict[str, Undo] = {}
 

@@ -42,8 +42,10 @@ options:
     default: 30
   retries:
     description:
-      - How many times a request is retried after a connection error or an HTTP 5xx answer,
-        with exponential backoff (0.5 s, 1 s, 2 s, ...). C(0) disables retries.
+      - How many times a request is retried after a timeout, a connection error, an HTTP 429 or an HTTP 5xx
+        answer, with exponential backoff (0.5 s, 1 s, 2 s, ... capped at 8 s; a 429's C(Retry-After) is
+        honoured up to the cap). C(0) disables retries. Past the last retry the task fails with a message
+        naming the URL, the number of attempts and the time spent.
     type: int
     default: 3
 notes:

@@ -42,6 +42,9 @@ PREFECT_MUTUALLY_EXCLUSIVE = [("api_key", "auth_string")]
 _READ_ONLY_POST = re.compile(r"/(filter|count|paginate)/?$")
 _SENSITIVE_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|auth_?string|credential|private)", re.I)
 _BACKOFF_BASE = 0.5
+_BACKOFF_MAX = 8.0
+# Answers worth another try: rate limited (Prefect Cloud answers 429 with Retry-After), and the server side.
+_RETRY_STATUS = (429,)
 
 
 def prefect_argument_spec(**extra):
@@ -120,6 +123,7 @@ class PrefectClient:
         self.writes = []  # (method, path) of every mutating call, for honest reporting and tests
         self._sleep = sleep or time.sleep
         self._http = None  # built on first use: one Request + one SSL context for the whole run
+        self._retry_after = None  # Retry-After of the last 429 answer
 
     def _transport(self):
         if self._http is None:
@@ -131,7 +135,9 @@ class PrefectClient:
         return self._http
 
     def _send(self, method, url, data):
-        """One HTTP exchange -> (status, body bytes, message); status -1 when no HTTP answer came."""
+        """One HTTP exchange -> (status, body bytes, message); status -1 when no HTTP answer came
+        (the message then says whether the server timed out or could not be reached)."""
+        self._retry_after = None
         try:
             resp = self._transport().open(method, url, data=data)
             return resp.status, resp.read(), "OK"
@@ -140,9 +146,23 @@ class PrefectClient:
                 body = exc.read()
             except Exception:  # a broken error body must not hide the status
                 body = b""
+            self._retry_after = (exc.headers or {}).get("Retry-After") if exc.code in _RETRY_STATUS else None
             return exc.code, body, str(exc.reason)
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError, ValueError) as exc:
-            return -1, b"", "%s: %s" % (type(exc).__name__, getattr(exc, "reason", exc))
+            reason = getattr(exc, "reason", exc)
+            if isinstance(exc, (socket.timeout, TimeoutError)) or isinstance(reason, (socket.timeout, TimeoutError)):
+                return -1, b"", "timeout: no answer within %s s" % self.timeout
+            return -1, b"", "%s: %s" % (type(exc).__name__, reason)
+
+    def _backoff(self, attempt):
+        """Seconds to wait before retry ``attempt`` (0-based): exponential, capped; a server's Retry-After wins."""
+        delay = min(_BACKOFF_BASE * (2 ** attempt), _BACKOFF_MAX)
+        try:
+            if self._retry_after is not None:
+                delay = min(max(float(self._retry_after), 0.0), _BACKOFF_MAX)
+        except ValueError:  # an HTTP date: keep the exponential delay
+            pass
+        return delay
 
     @property
     def ui_url(self):
@@ -151,7 +171,9 @@ class PrefectClient:
     def request(self, method, path, body=None, allow_404=False, fail_on_error=True):
         """Send one request; return the decoded JSON body (None for 204 / allowed 404).
 
-        Retries connection errors and 5xx with exponential backoff. Any other non-2xx answer
+        Retries timeouts, connection errors, 429 and 5xx with capped exponential backoff (a 429's
+        Retry-After is honoured up to the cap); past ``retries`` it fails naming the URL, the attempts
+        and the time spent. Any other non-2xx answer
         becomes ``fail_json`` naming method, path, status and the server's message (or a
         PrefectApiError when ``fail_on_error`` is false).
         """
@@ -161,10 +183,12 @@ class PrefectClient:
         if method != "GET" and not (method == "POST" and _READ_ONLY_POST.search(path)):
             self.writes.append((method, path))
         attempt = 0
+        started = time.monotonic()
         while True:
             status, raw, reason = self._send(method, url, data)
-            if (status == -1 or 500 <= status < 600) and attempt < self.retries:
-                self._sleep(_BACKOFF_BASE * (2 ** attempt))
+            retryable = status == -1 or 500 <= status < 600 or status in _RETRY_STATUS
+            if retryable and attempt < self.retries:
+                self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
             break
@@ -182,9 +206,16 @@ class PrefectClient:
         message = self._server_message(raw, reason)
         if not fail_on_error:
             raise PrefectApiError(method, path, status, message)
-        if status == -1:
-            msg = "Prefect API %s %s failed: cannot connect to %s after %d attempt(s): %s" % (
-                method, path, self.api_url, attempt + 1, message)
+        elapsed = time.monotonic() - started
+        if status == -1 and message.startswith("timeout"):
+            msg = "Prefect API %s %s failed: %s from %s, %d attempt(s) in %.0f s" % (
+                method, path, message, url, attempt + 1, elapsed)
+        elif status == -1:
+            msg = "Prefect API %s %s failed: cannot connect to %s after %d attempt(s) in %.0f s: %s" % (
+                method, path, url, attempt + 1, elapsed, message)
+        elif retryable:
+            msg = "Prefect API %s %s failed: HTTP %s from %s after %d attempt(s) in %.0f s: %s" % (
+                method, path, status, url, attempt + 1, elapsed, message)
         else:
             msg = "Prefect API %s %s failed: HTTP %s: %s" % (method, path, status, message)
         self.module.fail_json(msg=msg, method=method, path=path, status=status, server_message=message,

@@ -100,7 +100,14 @@ def read_s3(s3, spec):
         tags = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", []) if not t["Key"].startswith("aws:")}
         if tags != dict(want.get("tags") or {}):
             why.append("tags")
-        buckets[name] = {"exists": True, "in_sync": not why, "why": ", ".join(why)}
+        # What the settings are and would be, for a check-mode diff (the policy is left out: too long to read).
+        was = versioning.get("Status", "Disabled")
+        current = {"versioning": was, "public_access": (block or {}).get("PublicAccessBlockConfiguration") or {},
+                   "encryption": default.get("SSEAlgorithm"), "object_ownership": current_ownership, "tags": tags}
+        wanted = {"versioning": "Enabled" if want["versioning"] else ("Suspended" if was == "Enabled" else was),
+                  "public_access": PUBLIC_ACCESS, "encryption": want["encryption"],
+                  "object_ownership": want["object_ownership"], "tags": dict(want.get("tags") or {})}
+        buckets[name] = {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}
 
     lifecycle = {}
     current_rules = {}

@@ -164,6 +164,13 @@ class ApiCall:
     method: str
     url: str
     action: str
+    user_agent: str = ""
+
+    @property
+    def from_ecs_task(self) -> bool:
+        """Sent from inside an ECS task (the worker, a flow run: botocore says exec-env/AWS_ECS_FARGATE),
+        not by the playbook."""
+        return "exec-env/AWS_ECS_FARGATE" in self.user_agent
 
     @property
     def mutating(self) -> bool:
@@ -205,7 +212,8 @@ class MotoRecorder:
         for line in lines:
             if line.strip():
                 entry = json.loads(line)
-                calls.append(ApiCall(entry.get("method", ""), entry.get("url", ""), _action(entry)))
+                agent = next((v for k, v in entry.get("headers", {}).items() if k.lower() == "user-agent"), "")
+                calls.append(ApiCall(entry.get("method", ""), entry.get("url", ""), _action(entry), agent))
         return calls
 
     def mutating_calls(self) -> list[ApiCall]:
