@@ -1,0 +1,197 @@
+"""Interrupted runs converge (issue 15, part 2).
+
+ansible-playbook is interrupted (SIGINT as Ctrl-C does, SIGKILL as a lost CI runner does) at points
+spread across site.yml, then teardown.yml. The kill points are chained in ONE sequence of runs: run 1
+is killed at point 1, run 2 resumes and is killed at point 2, ..., then a full run finishes the work
+and one more run must be changed=0; the account then holds exactly one stack (tests/helpers/duplicates.py).
+Same for teardown, which must leave nothing (tests/helpers/leftovers.py). Each resumed site run may
+report changed only in the role it was interrupted in and the roles after it.
+
+The kill is deterministic: tests/plugins/callback/kill_switch.py, enabled only here, signals the
+playbook's own process group when a named task starts, after its k-th loop item, or a fixed delay
+after the task starts (a module in flight: the health wait, the image build and push).
+Total cost about one cold converge plus the no-op prefixes of the resumed runs (the figures are printed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import duplicates, leftovers
+from tests.helpers.stack import REPO, VENV_BIN, prefect_api, reset_account, state_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SITE_ROLES = ["vpc", "s3_buckets", "ecr_image", "alb", "ecs_fargate_agent", "prefect_flow"]
+STACK = "prefect-elt-local"
+
+
+@dataclasses.dataclass(frozen=True)
+class KillPoint:
+    task: str
+    signal: str = "KILL"
+    item: int = 0  # 0: when the task starts; k: after its k-th loop item
+    delay: float = 0.0  # seconds after the trigger: kills a module in flight
+    role: str = ""
+
+    def label(self) -> str:
+        where = f"after item {self.item}" if self.item else "at start"
+        where += f" +{self.delay:g}s" if self.delay else ""
+        return f"{self.role}: {self.task} ({where}, SIG{self.signal})"
+
+
+SITE_POINTS = [
+    KillPoint("Create the subnets", "KILL", item=2, role="vpc"),
+    KillPoint("Create the NAT gateways", "INT", role="vpc"),  # the NAT's elastic IP is allocated, the NAT not yet
+    KillPoint("Create the private route tables", "KILL", item=1, role="vpc"),
+    KillPoint("Create the buckets (SSE, versioning, public access block, TLS-only policy)", "INT", item=1, role="s3_buckets"),
+    KillPoint("Build and push with podman", "KILL", delay=6, role="ecr_image"),  # image build / push in flight
+    KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
+    KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
+    KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged
+    KillPoint("Ensure the worker service", "KILL", delay=1.0, role="ecs_fargate_agent"),  # CreateService in flight
+    KillPoint("Upload the flow code files missing under their content-hash prefix", "KILL", item=2, role="prefect_flow"),
+    KillPoint("Wait until the worker service is healthy", "INT", delay=1.5, role="prefect_flow"),
+    KillPoint("Ensure the deployments of the catalogue", "KILL", delay=1.0, role="prefect_flow"),
+]
+
+TEARDOWN_POINTS = [
+    KillPoint("Wait until the worker service has no running or pending task", "INT", delay=1.0, role="ecs_fargate_agent"),
+    KillPoint("Delete the ECS work pool", "KILL", role="prefect_flow"),
+    KillPoint("Delete the IAM roles and their policies", "KILL", item=1, role="ecs_fargate_agent"),
+    KillPoint("Delete the target group", "INT", role="alb"),
+    KillPoint("Remove the subnets", "KILL", item=1, role="vpc"),
+]
+
+
+@dataclasses.dataclass
+class Run:
+    playbook: str
+    point: KillPoint | None
+    rc: int
+    seconds: float
+    entries: list[dict]
+    output: Path
+
+    @property
+    def kill(self) -> dict | None:
+        return next((e for e in self.entries if e["event"] == "kill"), None)
+
+    @property
+    def changed(self) -> list[tuple[str, str]]:
+        return [(e["role"], e["task"]) for e in self.entries if e["event"] == "result" and e["changed"] and not e["item"]]
+
+    @property
+    def stats(self) -> dict:
+        return next((e["stats"]["localhost"] for e in self.entries if e["event"] == "stats"), {})
+
+
+def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_vars: dict) -> Run:
+    log = logdir / f"{index:02d}-{Path(playbook).stem}.jsonl"
+    output = log.with_suffix(".out")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "plugins" / "callback"),
+           "ANSIBLE_CALLBACKS_ENABLED": "kill_switch", "KILL_SWITCH_LOG": str(log),
+           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    if point:
+        env.update(KILL_SWITCH_TASK=point.task, KILL_SWITCH_SIGNAL=point.signal, KILL_SWITCH_ITEM=str(point.item),
+                   KILL_SWITCH_DELAY=str(point.delay))
+    cmd = [str(VENV_BIN / "ansible-playbook"), playbook, "-i", "inventories/local", "-e", json.dumps(extra_vars)]
+    started = time.monotonic()
+    with output.open("w") as out:
+        # Own session: the callback signals this process group only (ansible-playbook, its workers, modules, builds).
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            raise
+    seconds = time.monotonic() - started
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return Run(playbook, point, rc, seconds, entries, output)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stack_deployments() -> list[dict]:
+    return [d for d in prefect_api("POST", "/deployments/filter", {"limit": 200}) if f"stack:{STACK}" in d.get("tags", [])
+            or any(t.startswith("stack:") for t in d.get("tags", []))]
+
+
+def report(title: str, runs: list[Run]) -> None:
+    print(f"\n{title}")
+    for r in runs:
+        what = r.point.label() if r.point else "full run"
+        print(f"  {r.seconds:6.1f} s  rc={r.rc:<4} changed={r.stats.get('changed', '-')!s:<4} {what}")
+    print(f"  {sum(r.seconds for r in runs):6.1f} s  total")
+
+
+def forget_pushed_image() -> None:
+    """Make the image push real: drop the flow repository from the loopback registry (the stand-in for
+    ECR's registry side keeps its data across emulator resets; the layer cache of the builder stays)."""
+    repositories = state_dir() / "registry" / "data" / "docker" / "registry" / "v2" / "repositories"
+    shutil.rmtree(repositories / STACK, ignore_errors=True)
+
+
+def test_interrupted_site_and_teardown_runs_converge(local_stack, tmp_path, monkeypatch):
+    for variable, value in local_stack.local_stack_script.aws_env().items():
+        monkeypatch.setenv(variable, value)  # for tests.helpers.leftovers and duplicates
+    reset_account()
+    forget_pushed_image()
+    site_runs: list[Run] = []
+    for index, point in enumerate(SITE_POINTS):
+        r = run("site.yml", point, tmp_path, index, {})
+        site_runs.append(r)
+        assert r.kill and r.kill["task"] == point.task, \
+            f"run {index} was not interrupted at {point.label()} (rc={r.rc}):\n{tail(r.output)}"
+        assert r.rc != 0
+        if index > 0:
+            # What the previous run finished is not touched again: changed only from the interrupted role on.
+            resumed_from = SITE_ROLES.index(SITE_POINTS[index - 1].role)
+            early = [(role, task) for role, task in r.changed if role not in SITE_ROLES[resumed_from:]]
+            assert early == [], f"run {index} (resuming {SITE_POINTS[index - 1].label()}) changed finished work: {early}"
+    final = run("site.yml", None, tmp_path, len(SITE_POINTS), {})
+    site_runs.append(final)
+    assert final.rc == 0, tail(final.output)
+    resumed_from = SITE_ROLES.index(SITE_POINTS[-1].role)
+    assert [c for c in final.changed if c[0] not in SITE_ROLES[resumed_from:]] == []
+    again = run("site.yml", None, tmp_path, len(SITE_POINTS) + 1, {})
+    site_runs.append(again)
+    report("site.yml interrupted and resumed:", site_runs)
+    assert again.rc == 0, tail(again.output)
+    assert again.stats.get("changed") == 0, f"not converged, changed: {again.changed}"
+    print(f"  census after converge: {duplicates.census()}")
+    assert duplicates.find_duplicates(stack_deployments()) == []
+    assert len(stack_deployments()) >= 1
+
+    teardown_runs: list[Run] = []
+    extra = {"teardown_delete_data": True}
+    for index, point in enumerate(TEARDOWN_POINTS, start=100):
+        r = run("teardown.yml", point, tmp_path, index, extra)
+        teardown_runs.append(r)
+        assert r.kill and r.kill["task"] == point.task, \
+            f"teardown run {index} was not interrupted at {point.label()} (rc={r.rc}):\n{tail(r.output)}"
+        assert r.rc != 0
+    final = run("teardown.yml", None, tmp_path, 200, extra)
+    teardown_runs.append(final)
+    assert final.rc == 0, tail(final.output)
+    again = run("teardown.yml", None, tmp_path, 201, extra)
+    teardown_runs.append(again)
+    report("teardown.yml interrupted and resumed:", teardown_runs)
+    assert again.rc == 0, tail(again.output)
+    assert again.stats.get("changed") == 0, f"teardown not converged, changed: {again.changed}"
+    assert leftovers.find_leftovers() == []
+    assert stack_deployments() == []
+    print(f"  site {len(SITE_POINTS)} kill points converged, teardown {len(TEARDOWN_POINTS)}; "
+          f"{sum(r.seconds for r in site_runs + teardown_runs):.0f} s in all")
