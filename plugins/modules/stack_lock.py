@@ -174,7 +174,7 @@ def main() -> None:
             module.fail_json(msg=str(exc), holder=exc.holder, status="held by another run", run_id="")
         for taken in result["broken"]:
             warn(f"Took over the stack lock {params['name']} from {taken['holder'].get('owner', 'an unknown run')} "
-                        f"({taken['holder'].get('playbook') or 'a playbook'}): {taken['reason']}.")
+                 f"({taken['holder'].get('playbook') or 'a playbook'}): {taken['reason']}.")
         module.exit_json(changed=False, run_id=holder["id"], status="acquired", **result)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not {'take' if params['state'] == 'present' else 'release'} the stack lock {params['name']}")

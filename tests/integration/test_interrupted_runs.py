@@ -19,14 +19,16 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.helpers import duplicates, leftovers
-from tests.helpers.stack import REPO, VENV_BIN, prefect_api, reset_account, state_dir
+from tests.helpers.stack import REPO, VENV_BIN, prefect_api, reset_account, run_playbook, state_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,6 +82,7 @@ class Run:
     seconds: float
     entries: list[dict]
     output: Path
+    second_sigint: bool = False
 
     @property
     def kill(self) -> dict | None:
@@ -110,14 +113,29 @@ def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_
         # Own session: the callback signals this process group only (ansible-playbook, its workers, modules, builds).
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-        try:
-            rc = proc.wait(timeout=900)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            raise
+        again = wait_or_interrupt_again(proc, log, started)
     seconds = time.monotonic() - started
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return Run(playbook, point, rc, seconds, entries, output)
+    return Run(playbook, point, proc.returncode, seconds, entries, output, again)
+
+
+def wait_or_interrupt_again(proc: subprocess.Popen, log: Path, started: float, grace: float = 30) -> bool:
+    """Wait for the run. A run still alive `grace` seconds after its SIGINT gets a second one, as a person
+    at the terminal does (ansible-playbook can hang on one Ctrl-C while it handles a loop's results).
+    Returns whether that was needed."""
+    killed_at = None
+    again = False
+    while proc.poll() is None:
+        if time.monotonic() - started > 900:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{log.name}: no end after 900 s")
+        if killed_at is None and log.exists() and '"event": "kill"' in log.read_text():
+            killed_at = time.monotonic()
+        if killed_at and not again and time.monotonic() - killed_at > grace:
+            os.killpg(proc.pid, signal.SIGINT)
+            again = True
+        time.sleep(0.5)
+    return again
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -133,7 +151,8 @@ def report(title: str, runs: list[Run]) -> None:
     print(f"\n{title}")
     for r in runs:
         what = r.point.label() if r.point else "full run"
-        print(f"  {r.seconds:6.1f} s  rc={r.rc:<4} changed={r.stats.get('changed', '-')!s:<4} {what}")
+        again = "  (needed a second Ctrl-C)" if r.second_sigint else ""
+        print(f"  {r.seconds:6.1f} s  rc={r.rc:<4} changed={r.stats.get('changed', '-')!s:<4} {what}{again}")
     print(f"  {sum(r.seconds for r in runs):6.1f} s  total")
 
 
@@ -195,3 +214,32 @@ def test_interrupted_site_and_teardown_runs_converge(local_stack, tmp_path, monk
     assert stack_deployments() == []
     print(f"  site {len(SITE_POINTS)} kill points converged, teardown {len(TEARDOWN_POINTS)}; "
           f"{sum(r.seconds for r in site_runs + teardown_runs):.0f} s in all")
+
+
+def test_gateway_left_detached_by_an_interrupted_run_is_adopted_then_removed(local_stack, monkeypatch):
+    """ec2_vpc_igw creates the gateway (tagged), waits, then attaches it: a run killed in between leaves a
+    detached gateway of the stack. The next site.yml adopts it instead of making a second one, and
+    teardown.yml removes one it finds detached."""
+    for variable, value in local_stack.local_stack_script.aws_env().items():
+        monkeypatch.setenv(variable, value)
+    reset_account()
+    ec2 = boto3.client("ec2")
+    tags = [{"Key": "Project", "Value": "prefect-elt"}, {"Key": "Environment", "Value": "local"},
+            {"Key": "ManagedBy", "Value": "ansible"}, {"Key": "Name", "Value": f"{STACK}-igw"}]
+
+    def plant() -> str:
+        return ec2.create_internet_gateway(TagSpecifications=[{"ResourceType": "internet-gateway", "Tags": tags}])[
+            "InternetGateway"]["InternetGatewayId"]
+
+    planted = plant()
+    site = run_playbook("site.yml", tags="vpc")
+    assert site.rc == 0, site.failed_messages
+    gateways = ec2.describe_internet_gateways()["InternetGateways"]
+    assert [g["InternetGatewayId"] for g in gateways] == [planted], gateways
+    assert [a["VpcId"] for a in gateways[0]["Attachments"]] == [site.facts("vpc__vpc_id")]
+
+    plant()
+    teardown = run_playbook("teardown.yml", tags="vpc")
+    assert teardown.rc == 0, teardown.failed_messages
+    assert ec2.describe_internet_gateways()["InternetGateways"] == []
+    assert leftovers.find_leftovers() == []

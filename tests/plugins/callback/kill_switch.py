@@ -8,7 +8,8 @@ ANSIBLE_CALLBACKS_ENABLED=kill_switch); never shipped (galaxy.yml ignores tests/
 Environment:
   KILL_SWITCH_TASK      name of the task that triggers the kill (exact match; without a role prefix)
   KILL_SWITCH_ITEM      0 (default): when the task starts, before it runs; k > 0: after its k-th loop item
-  KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at once)
+  KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at task start, at
+                        once, before the task runs; after an item, 0.2 s from a timer thread)
   KILL_SWITCH_SIGNAL    INT (Ctrl-C at a terminal) or KILL (default KILL: a lost machine or CI runner)
   KILL_SWITCH_LOG       JSON-lines file: one line per task result (role, task, changed, failed) and
                         one {"event": "kill", ...} line when the signal is sent
@@ -107,12 +108,15 @@ class CallbackModule(CallbackBase):
                         pass
             os.killpg(os.getpgid(0), self._signal)
 
-        if self._delay > 0:
-            timer = threading.Timer(self._delay, send)
-            timer.daemon = True
-            timer.start()
-        else:
-            send()
+        if where == "task start" and self._delay <= 0:
+            send()  # before the task is dispatched: deterministic
+            return
+        # After a loop item: from a timer thread, as a Ctrl-C comes from outside. Sent from inside the item
+        # callback, SIGINT would land in ansible-playbook's own result handling, which then hangs until a
+        # second Ctrl-C (ansible-core 2.21), a spot no Ctrl-C at a terminal can aim at.
+        timer = threading.Timer(max(self._delay, 0.2), send)
+        timer.daemon = True
+        timer.start()
 
     @staticmethod
     def _bare_name(task) -> str:

@@ -155,8 +155,9 @@ def test_expired_lock_is_taken_over_with_the_reason():
 
 
 def test_lock_of_a_dead_run_on_this_host_is_taken_over_but_not_a_live_one_or_another_hosts():
-    dead = {4242}
-    alive = lambda pid, start: pid not in dead  # noqa: E731
+    def alive(pid, start):
+        return pid != 4242
+
     lock, clock = make_lock(alive=alive, host="ci-runner-1")
     lock.acquire(record("a", clock.now(), pid=9999))  # live process on this host: held
     with pytest.raises(LockHeld):
