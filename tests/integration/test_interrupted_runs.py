@@ -43,6 +43,7 @@ class KillPoint:
     item: int = 0  # 0: when the task starts; k: after its k-th loop item
     delay: float = 0.0  # seconds after the trigger: kills a module in flight
     role: str = ""
+    occurrence: int = 1  # the n-th task of that name (an include and the task it includes may share one)
 
     def label(self) -> str:
         where = f"after item {self.item}" if self.item else "at start"
@@ -59,9 +60,10 @@ SITE_POINTS = [
     KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
     KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
     KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged
-    KillPoint("Ensure the worker service", "KILL", delay=1.0, role="ecs_fargate_agent"),  # CreateService in flight
+    # the 2nd "Ensure the worker service": the include of service.yml has the same name
+    KillPoint("Ensure the worker service", "KILL", delay=1.2, role="ecs_fargate_agent", occurrence=2),  # CreateService in flight
     KillPoint("Upload the flow code files missing under their content-hash prefix", "KILL", item=2, role="prefect_flow"),
-    KillPoint("Wait until the worker service is healthy", "INT", delay=1.5, role="prefect_flow"),
+    KillPoint("Wait until the worker service is healthy", "INT", delay=0.8, role="prefect_flow"),
     KillPoint("Ensure the deployments of the catalogue", "KILL", delay=1.0, role="prefect_flow"),
 ]
 
@@ -106,7 +108,7 @@ def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_
            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     if point:
         env.update(KILL_SWITCH_TASK=point.task, KILL_SWITCH_SIGNAL=point.signal, KILL_SWITCH_ITEM=str(point.item),
-                   KILL_SWITCH_DELAY=str(point.delay))
+                   KILL_SWITCH_DELAY=str(point.delay), KILL_SWITCH_OCCURRENCE=str(point.occurrence))
     cmd = [str(VENV_BIN / "ansible-playbook"), playbook, "-i", "inventories/local", "-e", json.dumps(extra_vars)]
     started = time.monotonic()
     with output.open("w") as out:
@@ -172,8 +174,9 @@ def test_interrupted_site_and_teardown_runs_converge(local_stack, tmp_path, monk
     for index, point in enumerate(SITE_POINTS):
         r = run("site.yml", point, tmp_path, index, {})
         site_runs.append(r)
-        assert r.kill and r.kill["task"] == point.task, \
-            f"run {index} was not interrupted at {point.label()} (rc={r.rc}):\n{tail(r.output)}"
+        # the signal landed while that task ran (not after it, which a too long delay would do)
+        assert r.kill and r.kill["running"] == point.task, \
+            f"run {index} was not interrupted at {point.label()} (rc={r.rc}, kill {r.kill}):\n{tail(r.output)}"
         assert r.rc != 0
         if index > 0:
             # What the previous run finished is not touched again: changed only from the interrupted role on.
@@ -199,8 +202,8 @@ def test_interrupted_site_and_teardown_runs_converge(local_stack, tmp_path, monk
     for index, point in enumerate(TEARDOWN_POINTS, start=100):
         r = run("teardown.yml", point, tmp_path, index, extra)
         teardown_runs.append(r)
-        assert r.kill and r.kill["task"] == point.task, \
-            f"teardown run {index} was not interrupted at {point.label()} (rc={r.rc}):\n{tail(r.output)}"
+        assert r.kill and r.kill["running"] == point.task, \
+            f"teardown run {index} was not interrupted at {point.label()} (rc={r.rc}, kill {r.kill}):\n{tail(r.output)}"
         assert r.rc != 0
     final = run("teardown.yml", None, tmp_path, 200, extra)
     teardown_runs.append(final)

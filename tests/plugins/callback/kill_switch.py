@@ -8,6 +8,8 @@ ANSIBLE_CALLBACKS_ENABLED=kill_switch); never shipped (galaxy.yml ignores tests/
 Environment:
   KILL_SWITCH_TASK      name of the task that triggers the kill (exact match; without a role prefix)
   KILL_SWITCH_ITEM      0 (default): when the task starts, before it runs; k > 0: after its k-th loop item
+  KILL_SWITCH_OCCURRENCE  n (default 1): the n-th task of that name to start (an include task and the task
+                        it includes may share a name)
   KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at task start, at
                         once, before the task runs; after an item, 0.2 s from a timer thread)
   KILL_SWITCH_SIGNAL    INT (Ctrl-C at a terminal) or KILL (default KILL: a lost machine or CI runner)
@@ -75,6 +77,8 @@ class CallbackModule(CallbackBase):
         self._delay = float(os.environ.get("KILL_SWITCH_DELAY", "0") or 0)
         self._signal = getattr(signal, "SIG" + os.environ.get("KILL_SWITCH_SIGNAL", "KILL").upper())
         self._log = os.environ.get("KILL_SWITCH_LOG", "")
+        self._occurrence = int(os.environ.get("KILL_SWITCH_OCCURRENCE", "1") or 1)
+        self._starts = 0
         self._items_seen = 0
         self._armed = bool(self._task)
         self._current = ""
@@ -125,7 +129,9 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._current = self._bare_name(task)
-        if self._armed and self._current == self._task and self._item == 0:
+        if self._current == self._task:
+            self._starts += 1
+        if self._armed and self._current == self._task and self._starts == self._occurrence and self._item == 0:
             self._fire("task start")
 
     def v2_runner_item_on_ok(self, result):
@@ -140,7 +146,7 @@ class CallbackModule(CallbackBase):
         self._count_item(result)
 
     def _count_item(self, result) -> None:
-        if self._armed and self._item > 0 and self._bare_name(result._task) == self._task:
+        if self._armed and self._item > 0 and self._bare_name(result._task) == self._task and self._starts == self._occurrence:
             self._items_seen += 1
             if self._items_seen >= self._item:
                 self._fire(f"after item {self._items_seen}")
