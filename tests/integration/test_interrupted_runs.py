@@ -60,8 +60,9 @@ SITE_POINTS = [
     KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
     KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
     KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged
-    # the 2nd "Ensure the worker service": the include of service.yml has the same name
-    KillPoint("Ensure the worker service", "KILL", delay=1.2, role="ecs_fargate_agent", occurrence=2),  # CreateService in flight
+    # Right after CreateService. A delay into "Ensure the worker service" cannot aim at the call in flight:
+    # ecs_service finished within 1.2 s here and the signal landed in the next role.
+    KillPoint("Export the worker facts", "KILL", role="ecs_fargate_agent"),
     KillPoint("Upload the flow code files missing under their content-hash prefix", "KILL", item=2, role="prefect_flow"),
     KillPoint("Wait until the worker service is healthy", "INT", delay=0.8, role="prefect_flow"),
     KillPoint("Ensure the deployments of the catalogue", "KILL", delay=0.5, role="prefect_flow"),  # one module call, ~1 s
