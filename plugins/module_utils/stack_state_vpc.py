@@ -110,6 +110,12 @@ def read_vpc(ec2, spec):
         igw_id = igws[0]["InternetGatewayId"]
         tags_ok = _tags(igws[0].get("Tags")) == dict(tags, Name="%s-igw" % name)
         result["internet_gateway"] = _out(igw_id, tags_ok, "tags")
+    elif not igws:
+        # ec2_vpc_igw creates (tagged) and then attaches: a run stopped in between leaves a detached gateway of
+        # the stack, which the role adopts instead of making a second one.
+        mine = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"tag:Name": "%s-igw" % name}))["InternetGateways"]
+        result["internet_gateway"]["detached"] = sorted(
+            g["InternetGatewayId"] for g in mine if not g.get("Attachments") and _tags(g.get("Tags")) == dict(tags, Name="%s-igw" % name))
 
     tables = ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"]
     public_ids = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "public"]

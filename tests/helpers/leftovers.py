@@ -92,6 +92,8 @@ def find_leftovers() -> list[str]:
         add("log group", group["logGroupName"])
     for secret in _client("secretsmanager").list_secrets()["SecretList"]:
         add("secret", secret["Name"])
+    for parameter in _client("ssm").describe_parameters()["Parameters"]:  # the stack lock
+        add("ssm parameter", parameter["Name"])
     return found
 
 

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_teardown_drains_the_workers_before_the_pool_is_deleted():
     plays = yaml.safe_load((REPO / "playbooks/teardown.yml").read_text())
     [play] = [p for p in plays if p.get("hosts") == "localhost" and "tasks" in p]
-    steps = [(t.get("ansible.builtin.import_role") or t.get("ansible.builtin.include_role") or {}) for t in play["tasks"]]
+    # the roles run inside the block that holds the stack lock
+    tasks = [inner for t in play["tasks"] for inner in (t.get("block") or [t])]
+    steps = [(t.get("ansible.builtin.import_role") or t.get("ansible.builtin.include_role") or {}) for t in tasks]
     roles = [(s.get("name"), s.get("tasks_from", "main")) for s in steps]
     assert roles[0] == ("ecs_fargate_agent", "drain"), roles
     assert roles.index(("prefect_flow", "main")) < roles.index(("ecs_fargate_agent", "main"))

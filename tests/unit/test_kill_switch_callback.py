@@ -1,0 +1,95 @@
+"""The test-only kill switch (tests/plugins/callback/kill_switch.py) fires exactly where it is told:
+at the n-th start of a task name, after the k-th loop item, and logs what each task did."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("kill_switch", REPO / "tests/plugins/callback/kill_switch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Task:
+    def __init__(self, name: str, role: str = "vpc"):
+        self.name = name
+        self._role = SimpleNamespace(get_name=lambda: role)
+
+    def get_name(self) -> str:
+        return f"{self._role.get_name()} : {self.name}"
+
+
+def result(task: Task, changed: bool = False):
+    return SimpleNamespace(_task=task, _result={"changed": changed})
+
+
+@pytest.fixture
+def switch(monkeypatch, tmp_path):
+    module = load()
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(module.os, "killpg", lambda group, sig: sent.append(("group", sig)))
+    monkeypatch.setattr(module.os, "kill", lambda pid, sig: sent.append(("pid", sig)))
+    monkeypatch.setattr(module, "_descendants", lambda root: [11, 12])
+
+    class Now:  # the timer fires at once, in this thread
+        def __init__(self, delay, function):
+            self.function = function
+
+        def start(self):
+            self.function()
+
+    monkeypatch.setattr(module.threading, "Timer", Now)
+
+    def make(**env):
+        log = tmp_path / "log.jsonl"
+        for key, value in {"KILL_SWITCH_LOG": str(log), **env}.items():
+            monkeypatch.setenv(key, value)
+        return module.CallbackModule(), sent, log
+
+    return make
+
+
+def test_fires_at_the_second_task_of_a_shared_name(switch):
+    callback, sent, log = switch(KILL_SWITCH_TASK="Ensure the worker service", KILL_SWITCH_OCCURRENCE="2",
+                                 KILL_SWITCH_SIGNAL="KILL")
+    callback.v2_playbook_on_task_start(Task("Ensure the worker service", "ecs_fargate_agent"), False)  # the include
+    assert sent == []
+    callback.v2_playbook_on_task_start(Task("Read the worker service", "ecs_fargate_agent"), False)
+    callback.v2_playbook_on_task_start(Task("Ensure the worker service", "ecs_fargate_agent"), False)
+    assert sent == [("pid", signal.SIGKILL), ("pid", signal.SIGKILL), ("group", signal.SIGKILL)]  # workers too
+    kill = [json.loads(line) for line in log.read_text().splitlines()][-1]
+    assert kill["event"] == "kill" and kill["running"] == "Ensure the worker service"
+
+
+def test_fires_after_the_kth_item_once_and_sigint_goes_to_the_group_only(switch):
+    callback, sent, log = switch(KILL_SWITCH_TASK="Create the subnets", KILL_SWITCH_ITEM="2", KILL_SWITCH_SIGNAL="INT")
+    task = Task("Create the subnets")
+    callback.v2_playbook_on_task_start(task, False)
+    callback.v2_runner_item_on_ok(result(task, changed=True))
+    assert sent == []
+    callback.v2_runner_item_on_ok(result(task, changed=True))
+    callback.v2_runner_item_on_ok(result(task, changed=True))
+    assert sent == [("group", signal.SIGINT)]
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in entries] == ["result", "result", "kill", "result"]
+    assert entries[0] == {"event": "result", "role": "vpc", "task": "Create the subnets", "status": "item ok",
+                          "changed": True, "item": True}
+
+
+def test_without_a_task_it_only_logs(switch):
+    callback, sent, log = switch(KILL_SWITCH_TASK="")
+    task = Task("Create the VPC")
+    callback.v2_playbook_on_task_start(task, False)
+    callback.v2_runner_on_ok(result(task, changed=True))
+    assert sent == [] and json.loads(log.read_text())["changed"] is True
