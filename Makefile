@@ -50,7 +50,7 @@ teardown: setup ## ansible-playbook teardown.yml on inventories/ENV (ENV=local b
 test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own stack instance)
 	$(MAKE) lint
 	@echo "test stack (leaves a demo stack alone):"; $(TEST_STACK) up
-	$(PY) -m pytest -m "not molecule" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not molecule" --durations=25 $(PYTEST_ARGS)
 	$(PY) -m pytest -m molecule $(PYTEST_ARGS)
 
 test-down: ## Stop the test suite's stack instance
