@@ -139,7 +139,13 @@ def test_drift_behind_the_stacks_back_is_reported_in_check_mode_and_repaired(sta
     assert check.run.rc == 0, check.run.failed_messages
     assert check.writes == []
     # s3_bucket and s3_lifecycle do not run in check mode: the role reports what its reader found.
-    assert short(check.run.changed_tasks) == ["Report the buckets and lifecycle rules that would be created or changed (check mode)"]
+    assert short(check.run.changed_tasks) == ["Report the buckets and lifecycle rules that would be created or changed (check mode)",
+                                              "Report bucket settings that differ (s3_bucket does not run in check mode)"]
+    diffs = {r["item"]["key"]: r["diff"] for n, r0 in check.run.task_results() if n.endswith("(s3_bucket does not run in check mode)")
+             for r in r0["results"]}
+    assert set(diffs) == {FLOW, RESULTS}, diffs
+    assert '-    "versioning": "Suspended"' in diffs[FLOW]["prepared"], diffs[FLOW]
+    assert '-    "public_access": {}' in diffs[RESULTS]["prepared"], diffs[RESULTS]
     report = [r for n, r in check.run.task_results() if n.endswith("would be created or changed (check mode)")][0]
     messages = sorted(item["msg"] for item in report["results"])
     assert messages == [f"Would change bucket {FLOW}: versioning",
