@@ -40,6 +40,15 @@ def _out(resource_id, in_sync, why=""):
     return {"id": resource_id or "", "in_sync": bool(in_sync), "why": "" if in_sync else why}
 
 
+def _detached_gateways(ec2, name, tags):
+    """ec2_vpc_igw creates a gateway (tagged) and then attaches it: a run stopped in between leaves a detached
+    gateway of the stack, which the role adopts instead of making a second one. Ids of those, oldest first."""
+    want = dict(tags, Name="%s-igw" % name)
+    found = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"tag:Name": want["Name"]}))["InternetGateways"]
+    return [g["InternetGatewayId"] for g in found
+            if not g.get("Attachments") and all(_tags(g.get("Tags")).get(k) == v for k, v in want.items())]
+
+
 def read_vpc(ec2, spec):
     """Read the network of one stack; returns the ids found and whether each resource is in sync."""
     name, tags = spec["name"], dict(spec.get("tags") or {})
@@ -67,6 +76,8 @@ def read_vpc(ec2, spec):
     if len(vpcs) != 1:
         if vpcs:
             result["vpc"]["why"] = "%d VPCs match" % len(vpcs)
+        else:
+            result["internet_gateway"]["detached"] = _detached_gateways(ec2, name, tags)
         return _finish(result)
     vpc = vpcs[0]
     vpc_id = vpc["VpcId"]
@@ -111,11 +122,7 @@ def read_vpc(ec2, spec):
         tags_ok = _tags(igws[0].get("Tags")) == dict(tags, Name="%s-igw" % name)
         result["internet_gateway"] = _out(igw_id, tags_ok, "tags")
     elif not igws:
-        # ec2_vpc_igw creates (tagged) and then attaches: a run stopped in between leaves a detached gateway of
-        # the stack, which the role adopts instead of making a second one.
-        mine = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"tag:Name": "%s-igw" % name}))["InternetGateways"]
-        result["internet_gateway"]["detached"] = sorted(
-            g["InternetGatewayId"] for g in mine if not g.get("Attachments") and _tags(g.get("Tags")) == dict(tags, Name="%s-igw" % name))
+        result["internet_gateway"]["detached"] = _detached_gateways(ec2, name, tags)
 
     tables = ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"]
     public_ids = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "public"]

@@ -88,6 +88,22 @@ def test_vpc_reader_finds_the_converged_network_in_sync(aws):
     assert state["public_route_table"]["id"] == ids["rt"]
 
 
+@pytest.mark.parametrize("with_vpc", [False, True], ids=["no-vpc-yet", "vpc-without-gateway"])
+def test_vpc_reader_lists_a_detached_gateway_of_the_stack_for_adoption(aws, with_vpc):
+    """A run stopped between ec2_vpc_igw's create and attach leaves a tagged, detached gateway: the reader
+    names it (the role then attaches it instead of making a second one); someone else's gateway is not named."""
+    ec2 = boto3.client("ec2")
+    if with_vpc:
+        ec2.create_vpc(CidrBlock=SPEC["cidr"], TagSpecifications=[{"ResourceType": "vpc", "Tags": _tag_list(dict(TAGS, Name=NAME))}])
+    mine = ec2.create_internet_gateway(TagSpecifications=[
+        {"ResourceType": "internet-gateway", "Tags": _tag_list(dict(TAGS, Name=f"{NAME}-igw"))}])["InternetGateway"]["InternetGatewayId"]
+    ec2.create_internet_gateway(TagSpecifications=[
+        {"ResourceType": "internet-gateway", "Tags": _tag_list({"Project": "other", "Name": f"{NAME}-igw"})}])
+    state = read_vpc(Client(ec2), SPEC)
+    assert state["internet_gateway"]["in_sync"] is False
+    assert state["internet_gateway"]["detached"] == [mine]
+
+
 @pytest.mark.parametrize("drift, out_of_sync", [
     (lambda ec2, ids: ec2.modify_vpc_attribute(VpcId=ids["vpc"], EnableDnsHostnames={"Value": False}), "vpc"),
     (lambda ec2, ids: ec2.create_tags(Resources=[ids["vpc"]], Tags=[{"Key": "Extra", "Value": "1"}]), "vpc"),
