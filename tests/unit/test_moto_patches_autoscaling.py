@@ -72,7 +72,7 @@ def test_deregister_deletes_policies_and_alarms_with_the_patch(patched):
 
 def test_deregister_leaves_other_targets_policies(patched):
     patched("autoscaling_deregister_deletes_policies")
-    aas, _ = _scaled_service()
+    aas = _scaled_service()[0]
     boto3.client("ecs").create_service(cluster="c", serviceName="other", taskDefinition="f", desiredCount=1)
     other = dict(TARGET, ResourceId="service/c/other")
     aas.register_scalable_target(MinCapacity=1, MaxCapacity=2, **other)
