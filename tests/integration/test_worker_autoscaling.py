@@ -129,3 +129,26 @@ def test_switching_autoscaling_off_deregisters_it(service):
     assert changed(off) == ["Deregister the scalable target when autoscaling is off"]
     assert scaling(service) == ([], [])
     assert run(service, extra_vars={"it_enabled": False}).changed_tasks == []
+
+
+def test_site_and_teardown_run_the_role_on_the_stacks_worker_service(service):
+    """The playbooks' wiring: site.yml (after ecs_fargate_agent, --tags worker_autoscaling) finds the stack's
+    worker service by the group_vars names, and teardown.yml, which has no facts, deregisters it by name."""
+    stack_service, resource = "prefect-elt-local-worker", "service/prefect-elt-local/prefect-elt-local-worker"
+    ecs = client(service, "ecs")
+    ecs.create_cluster(clusterName="prefect-elt-local")
+    ecs.create_service(cluster="prefect-elt-local", serviceName=stack_service, taskDefinition=SERVICE, desiredCount=0)
+    aas = client(service, "application-autoscaling")
+
+    site = service.run_playbook("site.yml", tags="worker_autoscaling", extra_vars={"worker_autoscaling_enabled": True})
+    assert site.rc == 0, site.failed_messages or site.stdout[-3000:]
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
+    [policy] = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource)["ScalingPolicies"]
+    assert policy["PolicyName"] == f"{stack_service}-cpu"
+
+    teardown = service.run_playbook("teardown.yml", tags="worker_autoscaling")
+    assert teardown.rc == 0, teardown.failed_messages or teardown.stdout[-3000:]
+    assert "worker_autoscaling : Deregister the worker service's scalable target and its policies" in teardown.changed_tasks
+    assert aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource])["ScalableTargets"] == []
+    assert aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource)["ScalingPolicies"] == []
