@@ -7,6 +7,12 @@ The ECS service is made here with boto3 (the role only needs one to exist); only
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import boto3
 import pytest
 
@@ -152,3 +158,32 @@ def test_site_and_teardown_run_the_role_on_the_stacks_worker_service(service):
     assert "worker_autoscaling : Deregister the worker service's scalable target and its policies" in teardown.changed_tasks
     assert aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource])["ScalableTargets"] == []
     assert aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource)["ScalingPolicies"] == []
+
+
+def test_the_deployer_policy_grants_what_the_role_calls(service):
+    """With IAM enforced (scripts/local_iam.py), inventories/local acts as the deployer, whose only policy is
+    docs/deployer-policy.json: the role creates and removes the autoscaling with it, and an action the policy
+    leaves out (DeleteScalingPolicy, which the role never calls) is refused, so enforcement covers the service."""
+    state = Path(os.environ.get("LOCAL_STACK_STATE", ".local-stack"))
+    credentials = state / "iam" / "credentials.json"
+    had_credentials = credentials.exists()
+    script = [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" / "local_iam.py")]
+    subprocess.run([*script, "enforce"], check=True, capture_output=True, text=True)
+    try:
+        keys = json.loads(credentials.read_text())["principals"]
+        harness, deployer = ({"aws_access_key_id": keys[p]["access_key_id"], "aws_secret_access_key": keys[p]["secret_access_key"]}
+                             for p in ("harness", "deployer"))
+        as_deployer = boto3.client("application-autoscaling", endpoint_url=service.moto_url(), region_name="us-east-1", **deployer)
+        aas = boto3.client("application-autoscaling", endpoint_url=service.moto_url(), region_name="us-east-1", **harness)
+        created = run(service)
+        assert "Register the scalable target and put the CPU target-tracking policy" in changed(created)
+        assert len(aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=TARGET["ResourceId"])["ScalingPolicies"]) == 1
+        with pytest.raises(as_deployer.exceptions.ClientError, match="AccessDenied"):
+            as_deployer.delete_scaling_policy(PolicyName=POLICY, **TARGET)
+        removed = run(service, extra_vars={"it_state": "absent"})
+        assert changed(removed) == ["Deregister the worker service's scalable target and its policies"]
+        assert aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[TARGET["ResourceId"]])["ScalableTargets"] == []
+    finally:
+        subprocess.run([*script, "off"], check=True, capture_output=True, text=True)
+        if not had_credentials:  # later tests act with the open key, as before
+            credentials.unlink(missing_ok=True)
