@@ -32,8 +32,10 @@ def _replace(owner: Any, name: str, new: Any) -> Undo:
 def autoscaling_deregister_deletes_policies() -> Undo:
     """AWS: "Deregistering a scalable target deletes the scaling policies and the scheduled actions that are
     associated with it" (DeregisterScalableTarget, Application Auto Scaling API reference); a target-tracking
-    policy's alarms go with it. moto 5.2 deletes the target only: its policies stay, DescribeScalingPolicies
-    still lists them and their alarms stay in CloudWatch. The patch deletes them after the target."""
+    policy's alarms go with it.
+    moto 5.2: deletes the target only; its policies stay, DescribeScalingPolicies still lists them and their
+    alarms stay in CloudWatch.
+    Patch: after the target, delete its policies (with their alarms) and its scheduled actions."""
     from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
 
     original = ApplicationAutoscalingBackend.deregister_scalable_target
@@ -54,9 +56,10 @@ def autoscaling_deregister_deletes_policies() -> Undo:
 
 def autoscaling_put_policy_replaces_alarms() -> Undo:
     """AWS: updating a target-tracking policy (PutScalingPolicy with the name of an existing one) keeps one
-    pair of alarms for it. moto 5.2 builds a new policy object with new alarms and drops the old object
-    without deleting its alarms, so every update leaves two more alarms in CloudWatch. The patch deletes
-    the replaced policy's alarms."""
+    pair of alarms for it.
+    moto 5.2: builds a new policy object with new alarms and drops the old object without deleting its
+    alarms, so every update leaves two more alarms in CloudWatch.
+    Patch: delete the replaced policy's alarms."""
     from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, FakeApplicationAutoscalingPolicy
 
     original = ApplicationAutoscalingBackend.put_scaling_policy
