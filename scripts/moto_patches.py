@@ -56,6 +56,8 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   Faults (scripts/moto_patches_faults.py; not a gap but AWS throttling on demand, off by default):
   aws_fault_injection (a seeded share of AWS requests answered ThrottlingException / RequestLimitExceeded /
   Throttling / SlowDown in the request's protocol; switched at runtime through POST /_local_stack/faults).
+  Application Auto Scaling (scripts/moto_patches_autoscaling.py): autoscaling_deregister_deletes_policies,
+  autoscaling_put_policy_replaces_alarms.
 
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.
@@ -1812,6 +1814,13 @@ except ImportError:
     import moto_patches_faults  # type: ignore[no-redef]
 
 PATCHES.update(moto_patches_faults.PATCHES)
+# Application Auto Scaling gaps (worker autoscaling), in their own module.
+try:
+    from scripts import moto_patches_autoscaling
+except ImportError:
+    import moto_patches_autoscaling  # type: ignore[no-redef]
+
+PATCHES.update(moto_patches_autoscaling.PATCHES)
 
 _APPLIED: dict[str, Undo] = {}
 

@@ -102,6 +102,16 @@ CASES = [
              "1 to 65535"),
     BadInput("health-port-zero", {"ecs_fargate_agent_health_port": 0}, "ecs_fargate_agent_health_port", "0",
              "1-65535"),
+    # --- worker autoscaling ---------------------------------------------------------------------
+    BadInput("scaling-min-above-max", {"worker_autoscaling_enabled": True, "worker_autoscaling_min_tasks": 5,
+                                       "worker_autoscaling_max_tasks": 2},
+             "worker_autoscaling_min_tasks", "(5)", "must not be more than worker_autoscaling_max_tasks (2)"),
+    BadInput("scaling-negative-min", {"worker_autoscaling_min_tasks": -1}, "worker_autoscaling_min_tasks", "-1",
+             "whole number of tasks >= 0"),
+    BadInput("scaling-cpu-target-over-100", {"worker_autoscaling_enabled": True, "worker_autoscaling_cpu_target": 150},
+             "worker_autoscaling_cpu_target", "150", "from 1 to 100 percent"),
+    BadInput("scaling-negative-cooldown", {"worker_autoscaling_scale_in_cooldown": -60},
+             "worker_autoscaling_scale_in_cooldown", "-60", "whole seconds >= 0"),
     # --- HTTPS ---------------------------------------------------------------------------------
     BadInput("https-without-certificate", {"alb_listener_https": True}, "alb_certificate_arn", "got )",
              "arn:aws:acm:us-east-1:<account>:certificate/<uuid>"),

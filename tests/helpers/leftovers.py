@@ -94,6 +94,13 @@ def find_leftovers() -> list[str]:
         add("secret", secret["Name"])
     for parameter in _client("ssm").describe_parameters()["Parameters"]:  # the stack lock
         add("ssm parameter", parameter["Name"])
+    autoscaling = _client("application-autoscaling")  # worker_autoscaling
+    for target in autoscaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]:
+        add("scalable target", target["ResourceId"])
+    for policy in autoscaling.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]:
+        add("scaling policy", policy["PolicyName"], policy["ResourceId"])
+    for alarm in _client("cloudwatch").describe_alarms()["MetricAlarms"]:  # a target-tracking policy's
+        add("cloudwatch alarm", alarm["AlarmName"])
     return found
 
 

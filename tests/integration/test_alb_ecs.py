@@ -84,6 +84,25 @@ def test_changed_content_registers_exactly_one_revision_and_updates_service(depl
     assert run.changed_tasks == [] and len(revisions(local_stack)) == 3
 
 
+def test_a_kept_desired_count_is_left_to_autoscaling(deployed, local_stack):
+    """ecs_fargate_agent_keep_desired_count (true when worker_autoscaling_enabled): a count Application Auto Scaling
+    set is neither reset nor reported; without it the role resets the count."""
+    ecs = client(local_stack, "ecs")
+    ecs.update_service(cluster=NAME, service=FAMILY, desiredCount=2)  # what a scale-out does
+
+    def desired():
+        return ecs.describe_services(cluster=NAME, services=[FAMILY])["services"][0]["desiredCount"]
+
+    kept = local_stack.run_playbook(PLAYBOOK, extra_vars={"ecs_fargate_agent_keep_desired_count": True})
+    assert kept.rc == 0, kept.failed_messages
+    assert kept.changed_tasks == [], changed_items(kept)
+    assert desired() == 2
+    reset = local_stack.run_playbook(PLAYBOOK)
+    assert reset.rc == 0, reset.failed_messages
+    assert any(name.endswith("Ensure the worker service") for name in reset.changed_tasks), changed_items(reset)
+    assert desired() == 1
+
+
 def test_check_mode_on_the_deployed_stack_writes_nothing(deployed, local_stack):
     recorder = local_stack.MotoRecorder().start()
     run = local_stack.run_playbook(PLAYBOOK, check=True, diff=True)

@@ -50,6 +50,8 @@ def test_sample_recording_gives_the_deployer_actions_only():
     (request("sqs", target="AmazonSQS.GetQueueAttributes"), ["sqs:GetQueueAttributes"]),
     (request("events", target="AWSEvents.PutTargets"), ["events:PutTargets"]),
     (request("logs", target="Logs_20140328.PutRetentionPolicy"), ["logs:PutRetentionPolicy"]),
+    (request("application-autoscaling", target="AnyScaleFrontendService.RegisterScalableTarget"),
+     ["application-autoscaling:RegisterScalableTarget"]),
     (request("ec2", body="Action=DeleteNatGateway&Version=2016-11-15"), ["ec2:DeleteNatGateway"]),
     (request("elasticloadbalancing", body="Action=DescribeTargetHealth&Version=2015-12-01"),
      ["elasticloadbalancing:DescribeTargetHealth"]),
@@ -157,6 +159,10 @@ SHIPPED_ELSEWHERE = {  # actions roles being written now call (not in every reco
     "events:TagResource", "events:UntagResource", "events:ListTagsForResource", "iam:CreateServiceLinkedRole",
     "ecs:DeregisterTaskDefinition", "ecs:ListTaskDefinitions", "ecs:ListTaskDefinitionFamilies",
     "ecs:UpdateService",
+    # worker_autoscaling (the default molecule scenario keeps it off: only the reads are recorded there)
+    "application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DeregisterScalableTarget", "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
 }
 
 
@@ -170,7 +176,10 @@ def test_policy_grants_the_actions_being_added_and_scopes_passrole():
             assert statement["Resource"] == "arn:aws:iam::*:role/prefect-elt-*"
             assert "iam:PassedToService" in statement["Condition"]["StringEquals"]
         if "iam:CreateServiceLinkedRole" in actions:
-            assert statement["Condition"]["StringEquals"]["iam:AWSServiceName"] == "ecs.amazonaws.com"
+            # only the service-linked role of the service named in the condition (its path: aws-service-role/<service>/)
+            service = statement["Condition"]["StringEquals"]["iam:AWSServiceName"]
+            assert service in {"ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com"}, service
+            assert statement["Resource"].startswith(f"arn:aws:iam::*:role/aws-service-role/{service}/"), statement["Resource"]
         if statement["Resource"] == "*":  # only what AWS offers no resource-level permission for
             assert all(a.split(":")[1].startswith(("Describe", "List", "Get")) or a.startswith("ec2:")
                        or a in {"ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition"} for a in actions), actions

@@ -17,8 +17,24 @@ def test_teardown_drains_the_workers_before_the_pool_is_deleted():
     tasks = [inner for t in play["tasks"] for inner in (t.get("block") or [t])]
     steps = [(t.get("ansible.builtin.import_role") or t.get("ansible.builtin.include_role") or {}) for t in tasks]
     roles = [(s.get("name"), s.get("tasks_from", "main")) for s in steps]
-    assert roles[0] == ("ecs_fargate_agent", "drain"), roles
+    # The scalable target goes before the drain: Application Auto Scaling would scale a drained service back up.
+    assert roles[:2] == [("worker_autoscaling", "main"), ("ecs_fargate_agent", "drain")], roles
     assert roles.index(("prefect_flow", "main")) < roles.index(("ecs_fargate_agent", "main"))
+
+
+def test_teardown_deregisters_the_autoscaling_before_the_service_goes():
+    plays = yaml.safe_load((REPO / "playbooks/teardown.yml").read_text())
+    [play] = [p for p in plays if p.get("hosts") == "localhost" and "tasks" in p]
+    assert play["vars"]["worker_autoscaling_state"] == "absent"
+    tasks = [inner for t in play["tasks"] for inner in (t.get("block") or [t])]
+    first = tasks[0]["ansible.builtin.import_role"]
+    # also with --tags ecs_fargate_agent, which runs the drain
+    assert first["name"] == "worker_autoscaling" and "ecs_fargate_agent" in tasks[0]["tags"]
+    site = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
+    [deploy] = [p for p in site if p.get("hosts") == "localhost" and "tasks" in p]
+    order = [t["ansible.builtin.import_role"]["name"] for t in deploy["tasks"] for t in (t.get("block") or [t])
+             if "ansible.builtin.import_role" in t]
+    assert order.index("worker_autoscaling") == order.index("ecs_fargate_agent") + 1, order
 
 
 def test_the_drain_entry_point_scales_to_zero_and_waits():
