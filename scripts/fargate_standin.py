@@ -129,7 +129,10 @@ def task_environment(spec: dict[str, Any], container: dict[str, Any], endpoint: 
                     "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
                     "AWS_SESSION_TOKEN": credentials["SessionToken"]})
     env.update({key: str(value) for key, value in (container.get("environment") or {}).items()})
-    return env
+    # On Fargate a task's only interface is its ENI, so binding every interface (the worker's health server,
+    # PREFECT_WORKER_WEBSERVER_HOST=0.0.0.0) reaches the VPC alone. Here the task shares the host's network,
+    # whose stand-in for that ENI is loopback: narrow a wildcard bind to it, so nothing listens beyond this machine.
+    return {key: ("127.0.0.1" if value == "0.0.0.0" else value) for key, value in env.items()}
 
 
 def exit_code(returncode: int, buildah_lines: list[str]) -> int:

@@ -64,6 +64,13 @@ def test_the_environment_is_what_fargate_gives_then_the_task_definition():
     assert "AWS_ACCESS_KEY_ID" not in standin.task_environment({"region": "us-east-1"}, {}, "http://e")
 
 
+def test_a_wildcard_bind_is_narrowed_to_loopback_the_local_stand_in_for_the_tasks_eni():
+    container = {"environment": {"PREFECT_WORKER_WEBSERVER_HOST": "0.0.0.0", "OTHER": "0.0.0.0/0"}}
+    env = standin.task_environment({"region": "us-east-1"}, container, "http://e")
+    assert env["PREFECT_WORKER_WEBSERVER_HOST"] == "127.0.0.1"
+    assert env["OTHER"] == "0.0.0.0/0"
+
+
 def test_buildah_output_says_how_the_process_ended():
     # Lines buildah 1.28 prints (measured here), which are not the container's output.
     assert all(standin.BUILDAH_LINE.match(line) for line in (
