@@ -165,6 +165,13 @@ class ApiCall:
     url: str
     action: str
     user_agent: str = ""
+    body: str = ""
+
+    @property
+    def stack_lock(self) -> bool:
+        """Taking or releasing the stack lock (playbooks' stack_lock, an SSM parameter): the one write a
+        site.yml or teardown.yml makes on a stack that needs nothing."""
+        return self.action in ("PutParameter", "DeleteParameter") and "stack-lock" in self.body
 
     @property
     def from_ecs_task(self) -> bool:
@@ -179,15 +186,20 @@ class ApiCall:
         return self.method not in ("GET", "HEAD")
 
 
-def _action(entry: dict) -> str:
-    headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
-    if "x-amz-target" in headers:  # JSON protocol: "AmazonEC2ContainerServiceV20141113.CreateCluster"
-        return headers["x-amz-target"].rsplit(".", 1)[-1]
+def _body(entry: dict) -> str:
     body = entry.get("body") or ""
     if entry.get("body_encoded"):
         import base64
 
         body = base64.b64decode(body).decode(errors="replace")
+    return body if isinstance(body, str) else json.dumps(body)
+
+
+def _action(entry: dict) -> str:
+    headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
+    if "x-amz-target" in headers:  # JSON protocol: "AmazonEC2ContainerServiceV20141113.CreateCluster"
+        return headers["x-amz-target"].rsplit(".", 1)[-1]
+    body = _body(entry)
     query = urllib.parse.urlparse(entry.get("url", "")).query
     for source in (body, query):
         params = urllib.parse.parse_qs(source) if "=" in source else {}
@@ -213,7 +225,7 @@ class MotoRecorder:
             if line.strip():
                 entry = json.loads(line)
                 agent = next((v for k, v in entry.get("headers", {}).items() if k.lower() == "user-agent"), "")
-                calls.append(ApiCall(entry.get("method", ""), entry.get("url", ""), _action(entry), agent))
+                calls.append(ApiCall(entry.get("method", ""), entry.get("url", ""), _action(entry), agent, _body(entry)))
         return calls
 
     def mutating_calls(self) -> list[ApiCall]:

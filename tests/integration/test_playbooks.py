@@ -98,9 +98,12 @@ def test_teardown_on_an_empty_account_changes_nothing(deployed_demo_stack):
     reset_account()
     recorder = MotoRecorder().start()
     run = run_playbook("teardown.yml")
-    mutating = recorder.mutating_calls()
+    calls = recorder.mutating_calls()
     assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
     assert run.changed_tasks == []
+    # The stack lock is taken and released (README "Two runs at once"); nothing else is written.
+    assert [c.action for c in calls if c.stack_lock] == ["PutParameter", "DeleteParameter"]
+    mutating = [c for c in calls if not c.stack_lock]
     assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
     demo_env, before = deployed_demo_stack
     assert demo_snapshot(demo_env) == before
