@@ -125,8 +125,12 @@ def test_site_check_mode_on_an_empty_account_writes_nothing(deployed_demo_stack)
     ran = [(play["play"]["name"], task["task"]["name"]) for play in run.data["plays"] for task in play["tasks"]
            if any(not result.get("skipped") for result in task["hosts"].values())]
     specs = [task for play, task in ran if play.startswith("Preflight") and "arg spec" in task]
-    assert sorted(specs) == sorted(f"{role} : Validating arguments against arg spec validate" for role in ROLES), specs
+    # "<role> : Validating arguments against arg spec 'validate' - <short description>", once per role.
+    assert sorted(task.split(" : ", 1)[0] for task in specs) == sorted(ROLES), specs
+    assert all("arg spec 'validate'" in task for task in specs), specs
     for role in ROLES:
         assert sum(1 for play, task in ran if play.startswith("Preflight") and task.startswith(f"{role} : Validat")) >= 2, role
-    repeated = [task for play, task in ran if not play.startswith("Preflight") and VALIDATION.search(task)]
+    # (The internal common role checks the arguments its callers build, not user input.)
+    repeated = [task for play, task in ran if not play.startswith("Preflight") and VALIDATION.search(task)
+                and not task.startswith("dataops.prefect_fargate.common : ")]
     assert repeated == [], repeated
