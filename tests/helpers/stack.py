@@ -142,6 +142,11 @@ def prefect_api(method: str, path: str, body: dict | None = None, base: str | No
     return json.loads(raw) if raw else None
 
 
+def api(path: str, method: str = "GET", body: dict | None = None):
+    """prefect_api with the path first and GET by default, as the role and module tests read the suite's server."""
+    return prefect_api(method, path, body)
+
+
 def reset_prefect() -> None:
     """Empty the suite's Prefect server (deployments, work pools, flows): "an empty account" on the
     Prefect side, like reset_moto() on the AWS side. Only ever the suite's own instance."""
@@ -296,3 +301,22 @@ def run_playbook(playbook: str, inventory: str = "inventories/local", extra_vars
     except ValueError:
         data = {}
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, data)
+
+
+def failure_messages(playbook_run: PlaybookRun) -> str:
+    """Messages of failed tasks, including the per-item messages of failed loops, one a line."""
+    out = []
+    for name, result in playbook_run.task_results():
+        if result.get("failed"):
+            out.append(f"{name}: {result.get('msg', '')}")
+            out += [str(item.get("msg", "")) for item in result.get("results", [])
+                    if item.get("failed") or item.get("evaluated_to") is False]
+    return "\n".join(out)
+
+
+def deploy(playbook: str, extra_vars: dict | None = None) -> PlaybookRun:
+    """What a module-scoped "deployed" fixture does: empty the emulator, run the playbook, insist it converged."""
+    reset_moto()
+    run = run_playbook(playbook, extra_vars=extra_vars)
+    assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
+    return run

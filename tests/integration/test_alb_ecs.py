@@ -43,10 +43,7 @@ def revisions(stack, status="ACTIVE"):
 
 @pytest.fixture(scope="module")
 def deployed(local_stack):
-    local_stack.reset_moto()
-    run = local_stack.run_playbook(PLAYBOOK)
-    assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
-    return run
+    return local_stack.deploy(PLAYBOOK)
 
 
 def test_create_makes_everything_and_exports_facts(deployed):

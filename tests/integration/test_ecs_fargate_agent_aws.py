@@ -40,10 +40,7 @@ def as_set(value):
 
 @pytest.fixture(scope="module")
 def deployed(local_stack):
-    local_stack.reset_moto()
-    run = local_stack.run_playbook(PLAYBOOK, extra_vars={"it_name": NAME})
-    assert run.rc == 0, run.failed_messages or run.stdout[-3000:]
-    return run
+    return local_stack.deploy(PLAYBOOK, extra_vars={"it_name": NAME})
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ safe on an empty account, and none of it touches a demo stack a user has deploye
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from tests.helpers.stack import (REPO, STACK_SCRIPT, VENV_BIN, MotoRecorder, pre
                                  run_playbook)
 
 pytestmark = pytest.mark.integration
+ROLES = ("vpc", "s3_buckets", "ecr_image", "alb", "ecs_fargate_agent", "prefect_flow")
+VALIDATION = re.compile(r"(^|: )(Validat|Check the build inputs)", re.I)
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
                       "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT")
 
@@ -120,3 +123,17 @@ def test_site_check_mode_on_an_empty_account_writes_nothing(deployed_demo_stack)
     assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
     demo_env, before = deployed_demo_stack
     assert demo_snapshot(demo_env) == before
+    # Validation once (issue #17): preflight checks every role's argument spec and cross-field rules once;
+    # the deploy play runs no validation task of its own.
+    ran = [(play["play"]["name"], task["task"]["name"]) for play in run.data["plays"] for task in play["tasks"]
+           if any(not result.get("skipped") for result in task["hosts"].values())]
+    specs = [task for play, task in ran if play.startswith("Preflight") and "arg spec" in task]
+    # "<role> : Validating arguments against arg spec 'validate' - <short description>", once per role.
+    assert sorted(task.split(" : ", 1)[0] for task in specs) == sorted(ROLES), specs
+    assert all("arg spec 'validate'" in task for task in specs), specs
+    for role in ROLES:
+        assert sum(1 for play, task in ran if play.startswith("Preflight") and task.startswith(f"{role} : Validat")) >= 2, role
+    # (The internal common role checks the arguments its callers build, not user input.)
+    repeated = [task for play, task in ran if not play.startswith("Preflight") and VALIDATION.search(task)
+                and not task.startswith("dataops.prefect_fargate.common : ")]
+    assert repeated == [], repeated

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -19,20 +18,12 @@ import boto3
 import pytest
 
 from tests.helpers import stack as stack_helpers
+from tests.helpers.stack import api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PLAYBOOK = "tests/integration/playbooks/prefect_flow.yml"
 FLOW_APP = Path(__file__).resolve().parents[2] / "flow_app"
-
-
-def api(path: str, method: str = "GET", body: dict | None = None):
-    req = urllib.request.Request(stack_helpers.prefect_api_url() + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
 
 
 def exists(path: str) -> bool:

@@ -7,15 +7,14 @@ local process worker -> absent removes it. Uses a tiny flow of its own (the real
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
-import urllib.request
 import uuid
 
 import pytest
 
 from tests.helpers import stack as stack_helpers
+from tests.helpers.stack import api
 
 pytestmark = [pytest.mark.integration]
 
@@ -71,15 +70,6 @@ def tiny(greeting: str = "hello", times: int = 1) -> str:
     """
     return " ".join([greeting] * times)
 '''
-
-
-def api(path: str, method: str = "GET", body: dict | None = None):
-    req = urllib.request.Request(stack_helpers.prefect_api_url() + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
 
 
 def result_of(run, task_name):

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from tests.helpers.stack import failure_messages
+
 pytestmark = pytest.mark.integration
 
 PLAYBOOK = "tests/integration/playbooks/vpc.yml"
@@ -24,17 +26,6 @@ def ec2():
 
 def tags(resource: dict) -> dict:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
-
-
-def failure_messages(playbook_run) -> str:
-    """Messages of failed tasks, including the per-item messages of failed loops."""
-    out = []
-    for name, result in playbook_run.task_results():
-        if result.get("failed"):
-            out.append(f"{name}: {result.get('msg', '')}")
-            out += [str(item.get("msg", "")) for item in result.get("results", [])
-                    if item.get("failed") or item.get("evaluated_to") is False]
-    return "\n".join(out)
 
 
 def run(stack, extra=None, check=False):

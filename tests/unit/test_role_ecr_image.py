@@ -84,6 +84,7 @@ CASES = {
     "builder_not_installed": ({"ecr_image_builder": "buildah", "_path": "no-builders"}, "apt-get install"),
     "no_builder_at_all": ({"_path": "no-builders"}, "ecr_image_build: false"),
     "dockerfile_missing": ({"ecr_image_dockerfile": "/nonexistent/Dockerfile"}, "ecr_image_dockerfile"),
+    "dockerfile_not_given": ({"ecr_image_dockerfile": ""}, "ecr_image_dockerfile must name an existing Dockerfile"),
     "context_file_missing": ({"ecr_image_context_files": ["requirements.txt", "nope.txt"]}, "ecr_image_context_files"),
     "moving_tag_on_immutable": ({"ecr_image_moving_tag": "latest"}, "ecr_image_moving_tag"),
     "insecure_without_override": ({"ecr_test_registry_override": ""}, "ecr_image_registry_insecure"),
@@ -108,6 +109,8 @@ def bad_input_run(tmp_path_factory):
         hosts[name] = {"ansible_connection": "local", "ansible_python_interpreter": str(BIN / "python"),
                        "aws_region": "us-east-1", "aws_endpoint_url": "http://127.0.0.1:9",
                        "aws_access_key": "testing", "aws_secret_key": "testing", "local_registry": "127.0.0.1:9",
+                       # The role ships no Dockerfile: the inventory gives the repo's (group_vars/all/roles.yml).
+                       "ecr_image_dockerfile": str(APP / "Dockerfile"),
                        **values}
     inventory = tmp / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))

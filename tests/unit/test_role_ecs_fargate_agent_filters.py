@@ -1,4 +1,4 @@
-"""Filters of the ecs_fargate_agent role: task-definition fingerprint and Fargate cpu/memory pairs."""
+"""Filters of the ecs_fargate_agent role: task-definition fingerprint (Fargate cpu/memory pairs: test_stack_rules.py)."""
 
 from __future__ import annotations
 
@@ -60,12 +60,3 @@ def test_container_changes_are_detected():
 def test_missing_or_inactive_definition_is_empty():
     assert filters.taskdef_fingerprint({}) == {}
     assert filters.taskdef_fingerprint(described(status="INACTIVE")) == {}
-
-
-@pytest.mark.parametrize(("cpu", "memory", "ok"), [
-    (256, 512, True), (256, 4096, False), (512, 1024, True), (512, 4096, True), (512, 5120, False),
-    (1024, 8192, True), (4096, 30720, True), (4096, 31744, False), (8192, 20480, True), (8192, 17408, False),
-    (300, 1024, False), ("x", 1024, False),
-])
-def test_fargate_pairs(cpu, memory, ok):
-    assert filters.fargate_pair_ok(cpu, memory) is ok

@@ -82,32 +82,8 @@ def taskdef_fingerprint(taskdef: dict | None) -> dict:
     }
 
 
-def fargate_pair_ok(cpu: Any, memory: Any) -> bool:
-    """True when cpu units / memory MiB are a valid Fargate (Linux) combination."""
-    try:
-        cpu, memory = int(cpu), int(memory)
-    except (TypeError, ValueError):
-        return False
-    if cpu == 256:
-        return memory in (512, 1024, 2048)
-    if cpu == 512:
-        return memory in range(1024, 4097, 1024)
-    if cpu == 1024:
-        return memory in range(2048, 8193, 1024)
-    if cpu == 2048:
-        return memory in range(4096, 16385, 1024)
-    if cpu == 4096:
-        return memory in range(8192, 30721, 1024)
-    if cpu == 8192:
-        return memory in range(16384, 61441, 4096)
-    if cpu == 16384:
-        return memory in range(32768, 122881, 8192)
-    return False
-
-
 class FilterModule:
     def filters(self):
         return {
             "ecs_fargate_agent_taskdef_fingerprint": taskdef_fingerprint,
-            "ecs_fargate_agent_fargate_pair_ok": fargate_pair_ok,
         }
