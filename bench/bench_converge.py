@@ -114,6 +114,8 @@ def measure(label: str, slowest: int) -> dict:
             print(f"      {seconds:6.2f} s  {name}")
     if label == "no-op" and figures["changed"]:
         print("      changed:", ", ".join(run.changed_tasks))
+    if label == "no-op" and figures["mutating"]:
+        print("      mutating:", ", ".join(f"{call.method} {call.action or call.url}" for call in calls if call.mutating))
     return figures
 
 
