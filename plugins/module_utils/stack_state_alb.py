@@ -18,8 +18,8 @@ Anything missing or different is out of sync, and the stock module decides. The 
 
 spec (built by roles/alb/tasks/create.yml):
   subnet_ids: [subnet id]
-  security_group: {name, tags, ingress: [{proto, port, cidr, desc}], egress: [{proto, port, cidr, desc}]}
-                  (cidr "vpc" stands for the CIDR of the subnets' VPC)
+  security_group: {name, tags, ingress: [rule], egress: [rule]}, rules as ec2_security_group takes them
+                  (proto, ports, cidr_ip | group_id, rule_desc; cidr_ip "vpc" stands for the CIDR of the subnets' VPC)
   target_group: {name, protocol, port, target_type, health_check: {HealthCheck* fields and Matcher as
                  DescribeTargetGroups returns them}, deregistration_delay, tags}
   load_balancer: {name, listeners (as elb_application_lb takes them, TargetGroupName allowed),
@@ -65,19 +65,31 @@ def permissions(perms):
 
 
 def wanted_rules(rules, vpc_cidr=""):
-    """The role's rules ({proto, port, cidr | group, desc}) in the shape of permissions()."""
+    """Rules as ec2_security_group takes them (proto, ports | from_port/to_port, cidr_ip | cidr_ipv6 | group_id, each a value or
+    a list, rule_desc) in the shape of permissions(); the CIDR "vpc" stands for vpc_cidr."""
     out = set()
     for rule in rules or []:
-        port = int(rule["port"]) if rule.get("port") not in (None, "") else None
         proto = str(rule.get("proto", "tcp"))
+        if rule.get("ports") is not None:
+            ports = [(int(p), int(p)) if "-" not in str(p) else tuple(int(x) for x in str(p).split("-", 1)) for p in _list(rule["ports"])]
+        elif rule.get("from_port") is not None:
+            ports = [(int(rule["from_port"]), int(rule["to_port"]))]
+        else:
+            ports = [(None, None)]
         if proto in ("all", "-1"):
-            proto, port = "-1", None
-        if rule.get("group"):
-            out.add((proto, port, port, "group", rule["group"], rule.get("desc")))
-            continue
-        cidr = vpc_cidr if rule["cidr"] == "vpc" else rule["cidr"]
-        out.add((proto, port, port, "ipv6" if ":" in cidr else "ipv4", cidr, rule.get("desc")))
+            proto, ports = "-1", [(None, None)]
+        targets = [("group", g) for g in _list(rule.get("group_id"))]
+        targets += [("ipv6" if ":" in c else "ipv4", vpc_cidr if c == "vpc" else c) for c in _list(rule.get("cidr_ip")) + _list(rule.get("cidr_ipv6"))]
+        for low, high in ports:
+            for kind, target in targets:
+                out.add((proto, low, high, kind, target, rule.get("rule_desc")))
     return out
+
+
+def _list(value):
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def read_security_group(ec2, vpc_id, want, vpc_cidr=""):

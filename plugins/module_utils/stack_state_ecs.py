@@ -31,7 +31,7 @@ spec (built by roles/ecs_fargate_agent/tasks/create.yml):
   cluster: {name, container_insights, tags}
   queues: [{name, attributes: {SQS attribute: value}, policy, redrive_policy, tags}]
   rule: {name, description, event_pattern, targets: [{id, arn}]}
-  security_group: {name, vpc_id, ingress: [{proto, port, group | cidr, desc}], tags}
+  security_group: {name, vpc_id, ingress: [rule as ec2_security_group takes it], tags}
   task_family: family name
   service: {name, desired_count, load_balancers, health_check_grace_period_seconds, propagate_tags, tags,
             enable_execute_command, subnets, assign_public_ip, deployment: {maximumPercent, minimumHealthyPercent,

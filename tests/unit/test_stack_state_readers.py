@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb, wanted_rules
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
@@ -182,8 +182,8 @@ def clients():
 def alb_spec(**overrides):
     spec = {"subnet_ids": [],
             "security_group": {"name": "lb-alb", "tags": dict(TAGS, Name="lb-alb"),
-                               "ingress": [{"proto": "tcp", "port": 80, "cidr": "0.0.0.0/0", "desc": "Clients"}],
-                               "egress": [{"proto": "tcp", "port": "8080", "cidr": "vpc", "desc": "Targets in the VPC"}]},
+                               "ingress": [{"proto": "tcp", "ports": [80], "cidr_ip": ["0.0.0.0/0"], "rule_desc": "Clients"}],
+                               "egress": [{"proto": "tcp", "ports": ["8080"], "cidr_ip": "vpc", "rule_desc": "Targets in the VPC"}]},
             "target_group": {"name": "lb-tg", "protocol": "HTTP", "port": "8080", "target_type": "ip",
                              "health_check": {"HealthCheckProtocol": "HTTP", "HealthCheckPath": "/health", "HealthCheckIntervalSeconds": 30},
                              "deregistration_delay": 30, "tags": dict(TAGS, Name="lb-tg")},
@@ -260,9 +260,18 @@ def test_alb_reader_reports_each_drift_on_its_resource_only(aws, drift, out_of_s
     assert not state["in_sync"]
 
 
+def test_security_group_rules_are_expanded_as_ec2_security_group_does():
+    rules = [{"proto": "tcp", "ports": [80, "8000-8010"], "cidr_ip": ["0.0.0.0/0", "::/0"], "rule_desc": "d"},
+             {"proto": "all", "group_id": "sg-1"}, {"proto": "tcp", "from_port": 22, "to_port": 22, "cidr_ip": "vpc"}]
+    assert wanted_rules(rules, "10.0.0.0/16") == {
+        ("tcp", 80, 80, "ipv4", "0.0.0.0/0", "d"), ("tcp", 80, 80, "ipv6", "::/0", "d"),
+        ("tcp", 8000, 8010, "ipv4", "0.0.0.0/0", "d"), ("tcp", 8000, 8010, "ipv6", "::/0", "d"),
+        ("-1", None, None, "group", "sg-1", None), ("tcp", 22, 22, "ipv4", "10.0.0.0/16", None)}
+
+
 def test_alb_reader_sees_a_wanted_change(aws):
     ids = build_alb(boto3.client("ec2"), boto3.client("elbv2"))
-    more_cidrs = {"ingress": [{"proto": "tcp", "port": 80, "cidr": c, "desc": "Clients"} for c in ("0.0.0.0/0", "10.0.0.0/8")]}
+    more_cidrs = {"ingress": [{"proto": "tcp", "ports": [80], "cidr_ip": ["0.0.0.0/0", "10.0.0.0/8"], "rule_desc": "Clients"}]}
     assert not read_alb(clients(), alb_spec(subnet_ids=ids["subnets"], security_group=more_cidrs))["security_group"]["in_sync"]
     https = {"listeners": [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [{"Type": "redirect", "RedirectConfig": {
         "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}]}]}
@@ -287,7 +296,7 @@ def ecs_spec(vpc_id, alb_sg, tg, subnets, **service):
             "rule": {"name": "r", "description": "task events", "event_pattern": PATTERN,
                      "targets": [{"id": "observer", "arn": "arn:aws:sqs:us-east-1:123456789012:q"}]},
             "security_group": {"name": "c-worker", "vpc_id": vpc_id, "tags": dict(TAGS, Name="c-worker"),
-                               "ingress": [{"proto": "tcp", "port": "8080", "group": alb_sg, "desc": "Load balancer health checks"}]},
+                               "ingress": [{"proto": "tcp", "ports": ["8080"], "group_id": alb_sg, "rule_desc": "Load balancer health checks"}]},
             "task_family": "c-worker",
             "service": dict({"name": "svc", "desired_count": 1, "health_check_grace_period_seconds": 60, "propagate_tags": "SERVICE",
                              "load_balancers": [{"targetGroupArn": tg, "containerName": "prefect-worker", "containerPort": "8080"}],
@@ -323,8 +332,9 @@ def build_ecs_agent():
     events.put_targets(Rule="r", Targets=[{"Id": "observer", "Arn": "arn:aws:sqs:us-east-1:123456789012:q"}])
     worker_sg = ec2.create_security_group(GroupName="c-worker", Description="d", VpcId=ids["vpc"], TagSpecifications=[
         {"ResourceType": "security-group", "Tags": _tag_list(dict(TAGS, Name="c-worker"))}])["GroupId"]
+    pair = {"GroupId": ids["sg"], "Description": "Load balancer health checks"}
     ec2.authorize_security_group_ingress(GroupId=worker_sg, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
-                                                                            "UserIdGroupPairs": [{"GroupId": ids["sg"], "Description": "Load balancer health checks"}]}])
+                                                                            "UserIdGroupPairs": [pair]}])
     taskdef = ecs.register_task_definition(family="c-worker", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
                                            containerDefinitions=[{"name": "prefect-worker", "image": "img", "memory": 512}],
                                            tags=[{"key": "Name", "value": "c-worker"}])["taskDefinition"]["taskDefinitionArn"]
