@@ -77,7 +77,7 @@ def deployer_calls(recorder: MotoRecorder) -> tuple[list, list]:
     return mine, [call for call, agent in entries if "Ansible/" not in agent]
 
 
-def measure(label: str, slowest: int) -> dict:
+def measure(label: str, slowest: int, requests: bool = False) -> dict:
     recorder = MotoRecorder().start()
     start = time.monotonic()
     run = run_playbook("site.yml", timeout=3600)
@@ -117,6 +117,11 @@ def measure(label: str, slowest: int) -> dict:
     if slowest:
         for seconds, name in sorted(timings, reverse=True)[:slowest]:
             print(f"      {seconds:6.2f} s  {name}")
+    if requests:
+        counts: dict[str, int] = {}
+        for call in calls:
+            counts[call.action or call.method] = counts.get(call.action or call.method, 0) + 1
+        print("      requests:", ", ".join(f"{action} {n}" for action, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     if label == "no-op" and figures["changed"]:
         print("      changed:", ", ".join(run.changed_tasks))
     if label == "no-op" and figures["mutating"]:
@@ -130,6 +135,7 @@ def main() -> None:
     parser.add_argument("--delays", default="", metavar="NAT,ALB,SERVICE",
                         help="injected pending delays in seconds (cold run only is compared against them)")
     parser.add_argument("--cold-only", action="store_true", help="skip the no-op run")
+    parser.add_argument("--requests", action="store_true", help="count the no-op's AWS requests by action")
     parser.add_argument("--no-baseline", action="store_true",
                         help="with --delays: skip the cold run without delays that the delayed one is compared with")
     parser.add_argument("--noop-only", action="store_true",
@@ -141,7 +147,7 @@ def main() -> None:
 
     ensure_stack_up()
     if args.noop_only:
-        measure("no-op", args.slowest)
+        measure("no-op", args.slowest, args.requests)
         return
     baseline = None
     if delays and not args.no_baseline:
@@ -154,7 +160,7 @@ def main() -> None:
         raise SystemExit("the running moto server has no delay patch (restart the local stack)")
     try:
         cold = measure("cold", args.slowest)
-        noop = None if args.cold_only else measure("no-op", args.slowest)
+        noop = None if args.cold_only else measure("no-op", args.slowest, args.requests)
     finally:
         if delays:
             set_delays(0, 0, 0)
