@@ -35,10 +35,7 @@ options:
       - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
         C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
         (optional; the names of every role under it are returned as C(path_roles)).
-      - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer) and C(in_sync).
-    - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
-      C(task_definition), C(service) and C(in_sync).
-    - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
+      - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
         C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
         C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
         C(transition_days), C(storage_class)).
