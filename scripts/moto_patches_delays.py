@@ -11,6 +11,9 @@ the sum of the waits a converge pays. All default to 0 (moto's behaviour).
                                   seconds, then `available`.
   elbv2_provisioning_delay        A new load balancer reports `provisioning` for LOCAL_STACK_DELAY_ALB_S
                                   seconds, then `active` (moto: active on the first describe).
+  elbv2_targets_initial_while_provisioning
+                                  Targets of a load balancer held `provisioning` report `initial`
+                                  (AWS health-checks them only once it is active).
   ecs_service_deployment_delay    A service deployment stays IN_PROGRESS for at least
                                   LOCAL_STACK_DELAY_SERVICE_S seconds after it starts, even when its
                                   tasks already run (moto_patches.ecs_service_scheduler completes it as
@@ -115,6 +118,30 @@ def elbv2_provisioning_delay() -> Undo:
     return _chain(_replace(FakeLoadBalancer, "__init__", init), _replace(FakeLoadBalancer, "activate", activate))
 
 
+def elbv2_targets_initial_while_provisioning() -> Undo:
+    """AWS: the targets of a load balancer that is still `provisioning` are not health-checked yet: they report
+    `initial` (Elb.RegistrationInProgress) until it is active, so a wait for healthy targets also waits for
+    the load balancer.
+    moto 5.2 (with elbv2_ecs_service_targets): `healthy` at once. Patch: while any load balancer forwarding
+    to the target group is held `provisioning` (elbv2_provisioning_delay), every target reports `initial`."""
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
+
+    original = ELBv2Backend.describe_target_health
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> list[Any]:
+        answer = original(self, target_group_arn, targets)
+        target_group = self.target_groups.get(target_group_arn)
+        now = time.monotonic()
+        provisioning = [arn for arn in getattr(target_group, "load_balancer_arns", []) or []
+                        if now < getattr(self.load_balancers.get(arn), "_ls_ready_at", 0.0)]
+        if provisioning:
+            return [FakeHealthStatus(status.instance_id, status.port, status.health_check_port, "initial", "Elb.RegistrationInProgress")
+                    for status in answer]
+        return answer
+
+    return _replace(ELBv2Backend, "describe_target_health", describe_target_health)
+
+
 def _moto_patches() -> Any:
     return sys.modules.get("scripts.moto_patches") or sys.modules["moto_patches"]
 
@@ -137,5 +164,6 @@ def ecs_service_deployment_delay() -> Undo:
 PATCHES: dict[str, Callable[[], Undo]] = {
     "nat_gateway_pending_delay": nat_gateway_pending_delay,
     "elbv2_provisioning_delay": elbv2_provisioning_delay,
+    "elbv2_targets_initial_while_provisioning": elbv2_targets_initial_while_provisioning,
     "ecs_service_deployment_delay": ecs_service_deployment_delay,
 }

@@ -27,7 +27,7 @@ options:
     description: Which role's resources to read.
     type: str
     required: true
-    choices: [iam, s3, vpc]
+    choices: [alb, ecs_agent, iam, s3, vpc]
   spec:
     description:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
@@ -39,6 +39,11 @@ options:
         C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
         C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
         C(transition_days), C(storage_class)).
+      - For C(alb) the keys C(subnet_ids), C(security_group) (C(name), C(ingress), C(egress), C(tags)), C(target_group)
+        (C(name), C(protocol), C(port), C(target_type), C(health_check), C(attributes), C(tags)) and C(load_balancer)
+        (C(name), C(listeners), C(attributes), C(tags)); see C(plugins/module_utils/stack_state_alb.py).
+      - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
+        C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py).
     type: dict
     required: true
 attributes:
@@ -83,6 +88,9 @@ state:
       C(ec2_eip_info)) and C(in_sync) (everything in sync).
     - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
+    - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer) and C(in_sync).
+    - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
+      C(task_definition), C(service) and C(in_sync).
     - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
       C(in_sync), C(why)) and C(in_sync).
   returned: always
@@ -96,11 +104,15 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
-READERS = {"iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
+# A reader takes one client (a service name) or a client factory (a tuple of the services it reads).
+READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecs_agent": (("ec2", "ecs", "events", "logs", "secretsmanager", "sqs"), read_ecs_agent),
+           "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
 
 
 def main():
@@ -108,7 +120,16 @@ def main():
                                                  spec=dict(type="dict", required=True)),
                               supports_check_mode=True)
     service, reader = READERS[module.params["reader"]]
-    client = module.client(service, retry_decorator=AWSRetry.jittered_backoff())
+    if isinstance(service, tuple):
+        clients = {}
+
+        def client(name):
+            if name not in clients:
+                # JSON-protocol services answer throttling with ThrottlingException (not retried by default).
+                clients[name] = module.client(name, retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=["ThrottlingException"]))
+            return clients[name]
+    else:
+        client = module.client(service, retry_decorator=AWSRetry.jittered_backoff())
     try:
         state = reader(client, module.params["spec"])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:

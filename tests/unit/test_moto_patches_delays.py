@@ -102,3 +102,21 @@ def test_bad_delay_is_refused():
 
 def test_delays_are_part_of_the_patch_layer():
     assert set(moto_patches_delays.PATCHES) <= set(moto_patches.PATCHES)
+
+
+def test_targets_report_initial_while_their_load_balancer_provisions(patched):
+    patched("elbv2_provisioning_delay")
+    patched("elbv2_targets_initial_while_provisioning")
+    moto_patches_delays.set_delays({"alb": 0.6})
+    elb, ec2 = boto3.client("elbv2"), boto3.client("ec2")
+    vpc, subnets = _subnet(ec2)
+    tg = elb.create_target_group(Name="tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    lb = elb.create_load_balancer(Name="lb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": "10.0.0.10", "Port": 8080}])
+
+    def states():
+        return [d["TargetHealth"]["State"] for d in elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]]
+    assert states() == ["initial"]
+    time.sleep(0.7)
+    assert states() != ["initial"]

@@ -12,6 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb, wanted_rules
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
@@ -185,3 +187,249 @@ def test_iam_reader_reports_what_differs(aws, change, role_in_sync, policy_in_sy
     role = state["roles"]["r1"]
     assert (role["in_sync"], role["policies_in_sync"]) == (role_in_sync, policy_in_sync), role
     assert not state["in_sync"]
+
+
+# ------------------------------------------------------------------------------------------ alb
+def clients():
+    made = {}
+    return lambda name: made.setdefault(name, Client(boto3.client(name)))
+
+
+def alb_spec(**overrides):
+    spec = {"subnet_ids": [],
+            "security_group": {"name": "lb-alb", "tags": dict(TAGS, Name="lb-alb"),
+                               "ingress": [{"proto": "tcp", "ports": [80], "cidr_ip": ["0.0.0.0/0"], "rule_desc": "Clients"}],
+                               "egress": [{"proto": "tcp", "ports": ["8080"], "cidr_ip": "vpc", "rule_desc": "Targets in the VPC"}]},
+            "target_group": {"name": "lb-tg", "protocol": "HTTP", "port": "8080", "target_type": "ip",
+                             "health_check": {"HealthCheckProtocol": "HTTP", "HealthCheckPath": "/health", "HealthCheckIntervalSeconds": 30},
+                             "deregistration_delay": 30, "tags": dict(TAGS, Name="lb-tg")},
+            "load_balancer": {"name": "lb", "tags": dict(TAGS, Name="lb"),
+                              "listeners": [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [{"Type": "forward", "TargetGroupName": "lb-tg"}]}],
+                              "attributes": {"idle_timeout.timeout_seconds": "60", "deletion_protection.enabled": "false"}}}
+    for key, value in overrides.items():
+        spec[key] = dict(spec[key], **value) if isinstance(value, dict) else value
+    return spec
+
+
+def build_alb(ec2, elb):
+    """What roles/alb makes for alb_spec() in the network of build_public_network()."""
+    net = build_public_network(ec2)
+    sg = ec2.create_security_group(GroupName="lb-alb", Description="d", VpcId=net["vpc"], TagSpecifications=[
+        {"ResourceType": "security-group", "Tags": _tag_list(dict(TAGS, Name="lb-alb"))}])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "Clients"}]}])
+    ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": SPEC["cidr"], "Description": "Targets in the VPC"}]}])
+    tg = elb.create_target_group(Name="lb-tg", Protocol="HTTP", Port=8080, VpcId=net["vpc"], TargetType="ip", HealthCheckProtocol="HTTP",
+                                 HealthCheckPath="/health", HealthCheckIntervalSeconds=30,
+                                 Tags=_tag_list(dict(TAGS, Name="lb-tg")))["TargetGroups"][0]["TargetGroupArn"]
+    elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}])
+    lb = elb.create_load_balancer(Name="lb", Subnets=net["subnets"], SecurityGroups=[sg],
+                                  Tags=_tag_list(dict(TAGS, Name="lb")))["LoadBalancers"][0]["LoadBalancerArn"]
+    elb.modify_load_balancer_attributes(LoadBalancerArn=lb, Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "60"},
+                                                                        {"Key": "deletion_protection.enabled", "Value": "false"}])
+    listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                                   DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])["Listeners"][0]["ListenerArn"]
+    return dict(net, sg=sg, tg=tg, lb=lb, listener=listener)
+
+
+def test_alb_reader_on_an_empty_account_finds_nothing_in_sync(aws):
+    state = read_alb(clients(), alb_spec())
+    assert not state["in_sync"]
+    assert (state["security_group"]["in_sync"], state["target_group"]["in_sync"], state["load_balancer"]["in_sync"]) == (False, False, False)
+    assert state["subnets"] == [] and state["vpc"]["id"] == ""
+
+
+def test_alb_reader_finds_the_converged_load_balancer_in_sync(aws):
+    ids = build_alb(boto3.client("ec2"), boto3.client("elbv2"))
+    state = read_alb(clients(), alb_spec(subnet_ids=ids["subnets"]))
+    assert state["in_sync"], state
+    assert (state["security_group"]["id"], state["target_group"]["arn"], state["load_balancer"]["id"]) == (ids["sg"], ids["tg"], ids["lb"])
+    assert state["vpc"] == {"id": ids["vpc"], "cidr": SPEC["cidr"]}
+    assert sorted(s["availability_zone"] for s in state["subnets"]) == ["us-east-1a", "us-east-1b"]
+    assert state["load_balancer"]["dns_name"]
+
+
+@pytest.mark.parametrize("drift, out_of_sync", [
+    (lambda ec2, elb, ids: ec2.authorize_security_group_ingress(GroupId=ids["sg"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]), "security_group"),
+    (lambda ec2, elb, ids: ec2.authorize_security_group_egress(GroupId=ids["sg"], IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]), "security_group"),
+    (lambda ec2, elb, ids: ec2.create_tags(Resources=[ids["sg"]], Tags=[{"Key": "Extra", "Value": "1"}]), "security_group"),
+    (lambda ec2, elb, ids: elb.modify_target_group(TargetGroupArn=ids["tg"], HealthCheckPath="/other"), "target_group"),
+    (lambda ec2, elb, ids: elb.modify_target_group_attributes(TargetGroupArn=ids["tg"], Attributes=[
+        {"Key": "deregistration_delay.timeout_seconds", "Value": "300"}]), "target_group"),
+    (lambda ec2, elb, ids: elb.modify_load_balancer_attributes(LoadBalancerArn=ids["lb"], Attributes=[
+        {"Key": "idle_timeout.timeout_seconds", "Value": "120"}]), "load_balancer"),
+    (lambda ec2, elb, ids: elb.add_tags(ResourceArns=[ids["lb"]], Tags=[{"Key": "Extra", "Value": "1"}]), "load_balancer"),
+    (lambda ec2, elb, ids: elb.delete_listener(ListenerArn=ids["listener"]), "load_balancer"),
+    (lambda ec2, elb, ids: elb.create_listener(LoadBalancerArn=ids["lb"], Protocol="HTTP", Port=8081,
+                                               DefaultActions=[{"Type": "forward", "TargetGroupArn": ids["tg"]}]), "load_balancer"),
+])
+def test_alb_reader_reports_each_drift_on_its_resource_only(aws, drift, out_of_sync):
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    ids = build_alb(ec2, elb)
+    drift(ec2, elb, ids)
+    state = read_alb(clients(), alb_spec(subnet_ids=ids["subnets"]))
+    assert {k for k in ("security_group", "target_group", "load_balancer") if not state[k]["in_sync"]} == {out_of_sync}, state
+    assert not state["in_sync"]
+
+
+def test_security_group_rules_are_expanded_as_ec2_security_group_does():
+    rules = [{"proto": "tcp", "ports": [80, "8000-8010"], "cidr_ip": ["0.0.0.0/0", "::/0"], "rule_desc": "d"},
+             {"proto": "all", "group_id": "sg-1"}, {"proto": "tcp", "from_port": 22, "to_port": 22, "cidr_ip": "vpc"}]
+    assert wanted_rules(rules, "10.0.0.0/16") == {
+        ("tcp", 80, 80, "ipv4", "0.0.0.0/0", "d"), ("tcp", 80, 80, "ipv6", "::/0", "d"),
+        ("tcp", 8000, 8010, "ipv4", "0.0.0.0/0", "d"), ("tcp", 8000, 8010, "ipv6", "::/0", "d"),
+        ("-1", None, None, "group", "sg-1", None), ("tcp", 22, 22, "ipv4", "10.0.0.0/16", None)}
+
+
+def test_alb_reader_sees_a_wanted_change(aws):
+    ids = build_alb(boto3.client("ec2"), boto3.client("elbv2"))
+    more_cidrs = {"ingress": [{"proto": "tcp", "ports": [80], "cidr_ip": ["0.0.0.0/0", "10.0.0.0/8"], "rule_desc": "Clients"}]}
+    assert not read_alb(clients(), alb_spec(subnet_ids=ids["subnets"], security_group=more_cidrs))["security_group"]["in_sync"]
+    https = {"listeners": [{"Protocol": "HTTP", "Port": 80, "DefaultActions": [{"Type": "redirect", "RedirectConfig": {
+        "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}]}]}
+    assert not read_alb(clients(), alb_spec(subnet_ids=ids["subnets"], load_balancer=https))["load_balancer"]["in_sync"]
+
+
+# ------------------------------------------------------------------------------------------ ecs_agent
+QUEUE_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                        "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-1:123456789012:q"}]}
+PATTERN = {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": {"clusterArn": ["arn:aws:ecs:us-east-1:123456789012:cluster/c"]}}
+ECS_TAGS = dict(TAGS, Name="svc")
+
+
+def ecs_spec(vpc_id, alb_sg, tg, subnets, **service):
+    return {"secret": "c/prefect-credential",
+            "log_group": {"name": "/ecs/c", "retention": 30, "tags": dict(TAGS, Name="/ecs/c")},
+            "cluster": {"name": "c", "container_insights": "disabled", "tags": dict(TAGS, Name="c")},
+            "queues": [{"name": "q-dlq", "attributes": {"MessageRetentionPeriod": 1209600}, "tags": dict(TAGS, Name="q-dlq")},
+                       {"name": "q", "attributes": {"MessageRetentionPeriod": "604800", "VisibilityTimeout": 300},
+                        "redrive_policy": {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:q-dlq", "maxReceiveCount": 3},
+                        "policy": QUEUE_POLICY, "tags": dict(TAGS, Name="q")}],
+            "rule": {"name": "r", "description": "task events", "event_pattern": PATTERN,
+                     "targets": [{"id": "observer", "arn": "arn:aws:sqs:us-east-1:123456789012:q"}]},
+            "security_group": {"name": "c-worker", "vpc_id": vpc_id, "tags": dict(TAGS, Name="c-worker"),
+                               "ingress": [{"proto": "tcp", "ports": ["8080"], "group_id": alb_sg, "rule_desc": "Load balancer health checks"}]},
+            "task_family": "c-worker",
+            "service": dict({"name": "svc", "desired_count": 1, "health_check_grace_period_seconds": 60, "propagate_tags": "SERVICE",
+                             "load_balancers": [{"targetGroupArn": tg, "containerName": "prefect-worker", "containerPort": "8080"}],
+                             "tags": ECS_TAGS, "enable_execute_command": False, "subnets": subnets, "assign_public_ip": False,
+                             "deployment": {"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                            "deploymentCircuitBreaker": {"enable": True, "rollback": True}}}, **service)}
+
+
+@pytest.fixture
+def ecs_aws(aws):
+    """moto with the local stack's CreateService patch (moto drops the grace period and deployment settings)."""
+    from scripts import moto_patches
+
+    undo = moto_patches.ecs_create_service_settings()
+    yield
+    undo()
+
+
+def build_ecs_agent():
+    """What roles/ecs_fargate_agent makes (all but IAM) for ecs_spec(), behind the load balancer of build_alb()."""
+    ec2, ecs, sqs, events, logs = (boto3.client(n) for n in ("ec2", "ecs", "sqs", "events", "logs"))
+    ids = build_alb(ec2, boto3.client("elbv2"))
+    boto3.client("secretsmanager").create_secret(Name="c/prefect-credential", SecretString="x")
+    logs.create_log_group(logGroupName="/ecs/c", tags=dict(TAGS, Name="/ecs/c"))
+    logs.put_retention_policy(logGroupName="/ecs/c", retentionInDays=30)
+    ecs.create_cluster(clusterName="c", tags=[{"key": k, "value": v} for k, v in dict(TAGS, Name="c").items()],
+                       settings=[{"name": "containerInsights", "value": "disabled"}])
+    sqs.create_queue(QueueName="q-dlq", Attributes={"MessageRetentionPeriod": "1209600"}, tags=dict(TAGS, Name="q-dlq"))
+    sqs.create_queue(QueueName="q", tags=dict(TAGS, Name="q"), Attributes={
+        "MessageRetentionPeriod": "604800", "VisibilityTimeout": "300", "Policy": json.dumps(QUEUE_POLICY),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:q-dlq", "maxReceiveCount": 3})})
+    events.put_rule(Name="r", Description="task events", EventPattern=json.dumps(PATTERN), State="ENABLED")
+    events.put_targets(Rule="r", Targets=[{"Id": "observer", "Arn": "arn:aws:sqs:us-east-1:123456789012:q"}])
+    worker_sg = ec2.create_security_group(GroupName="c-worker", Description="d", VpcId=ids["vpc"], TagSpecifications=[
+        {"ResourceType": "security-group", "Tags": _tag_list(dict(TAGS, Name="c-worker"))}])["GroupId"]
+    pair = {"GroupId": ids["sg"], "Description": "Load balancer health checks"}
+    ec2.authorize_security_group_ingress(GroupId=worker_sg, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+                                                                            "UserIdGroupPairs": [pair]}])
+    taskdef = ecs.register_task_definition(family="c-worker", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+                                           containerDefinitions=[{"name": "prefect-worker", "image": "img", "memory": 512}],
+                                           tags=[{"key": "Name", "value": "c-worker"}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="c", serviceName="svc", taskDefinition=taskdef, desiredCount=1, launchType="FARGATE",
+                       loadBalancers=[{"targetGroupArn": ids["tg"], "containerName": "prefect-worker", "containerPort": 8080}],
+                       healthCheckGracePeriodSeconds=60, propagateTags="SERVICE", enableExecuteCommand=False,
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": ids["subnets"], "securityGroups": [worker_sg],
+                                                                     "assignPublicIp": "DISABLED"}},
+                       deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                                "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+                       tags=[{"key": k, "value": v} for k, v in ECS_TAGS.items()])
+    return dict(ids, worker_sg=worker_sg, taskdef=taskdef)
+
+
+def ecs_flags(state):
+    flags = {k: state[k]["in_sync"] for k in ("log_group", "cluster", "rule", "security_group", "service")}
+    flags.update({"queue " + k: v["in_sync"] for k, v in state["queues"].items()},
+                 cluster_settings=state["cluster"]["settings_in_sync"], cluster_tags=state["cluster"]["tags_in_sync"])
+    return flags
+
+
+def test_ecs_agent_reader_on_an_empty_account_finds_nothing_in_sync(aws):
+    state = read_ecs_agent(clients(), ecs_spec("vpc-none", "sg-none", "arn:tg", ["subnet-a"]))
+    assert not state["in_sync"]
+    assert not any(ecs_flags(state).values()), state
+    assert state["secret"] == {"exists": False, "arn": ""} and state["task_definition"]["arn"] == ""
+    assert state["log_group"]["exists"] is False and state["service"]["exists"] is False
+
+
+def test_ecs_agent_reader_finds_the_converged_worker_in_sync(ecs_aws):
+    ids = build_ecs_agent()
+    state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"]))
+    assert state["in_sync"], {k: v for k, v in ecs_flags(state).items() if not v}
+    assert state["secret"]["exists"] and state["secret"]["arn"].startswith("arn:aws:secretsmanager:")
+    assert state["security_group"]["id"] == ids["worker_sg"]
+    assert state["task_definition"]["arn"] == ids["taskdef"] and state["task_definition"]["tags"] == {"Name": "c-worker"}
+    assert state["task_definition"]["definition"]["family"] == "c-worker"
+    assert state["service"]["task_definition"] == ids["taskdef"] and not state["service"]["drift"]
+    assert state["queues"]["q"]["sqs_managed_sse_enabled"] in (True, False)  # read, not judged (the role asserts it)
+
+
+def _service(ids, **changes):
+    boto3.client("ecs").update_service(cluster="c", service="svc", **changes)
+
+
+@pytest.mark.parametrize("drift, out_of_sync", [
+    (lambda ids: boto3.client("logs").put_retention_policy(logGroupName="/ecs/c", retentionInDays=1), "log_group"),
+    (lambda ids: boto3.client("logs").tag_log_group(logGroupName="/ecs/c", tags={"Extra": "1"}), "log_group"),
+    (lambda ids: boto3.client("ecs").update_cluster(cluster="c", settings=[{"name": "containerInsights", "value": "enabled"}]),
+     "cluster_settings"),
+    (lambda ids: boto3.client("ecs").untag_resource(resourceArn="arn:aws:ecs:us-east-1:123456789012:cluster/c", tagKeys=["Environment"]),
+     "cluster_tags"),
+    (lambda ids: boto3.client("sqs").set_queue_attributes(QueueUrl=boto3.client("sqs").get_queue_url(QueueName="q")["QueueUrl"],
+                                                          Attributes={"VisibilityTimeout": "30"}), "queue q"),
+    (lambda ids: boto3.client("sqs").set_queue_attributes(QueueUrl=boto3.client("sqs").get_queue_url(QueueName="q")["QueueUrl"],
+                                                          Attributes={"Policy": json.dumps({**QUEUE_POLICY, "Statement": [
+                                                              {**QUEUE_POLICY["Statement"][0], "Principal": "*"}]})}), "queue q"),
+    (lambda ids: boto3.client("sqs").tag_queue(QueueUrl=boto3.client("sqs").get_queue_url(QueueName="q-dlq")["QueueUrl"],
+                                               Tags={"Extra": "1"}), "queue q-dlq"),
+    (lambda ids: boto3.client("events").disable_rule(Name="r"), "rule"),
+    (lambda ids: boto3.client("events").put_targets(Rule="r", Targets=[{"Id": "other", "Arn": "arn:aws:sqs:us-east-1:123456789012:q-dlq"}]),
+     "rule"),
+    (lambda ids: boto3.client("ec2").authorize_security_group_ingress(GroupId=ids["worker_sg"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]), "security_group"),
+    (lambda ids: _service(ids, desiredCount=4), "service"),
+    (lambda ids: _service(ids, networkConfiguration={"awsvpcConfiguration": {
+        "subnets": ids["subnets"][:1], "securityGroups": [ids["worker_sg"]], "assignPublicIp": "DISABLED"}}), "service"),
+])
+def test_ecs_agent_reader_reports_each_drift_on_its_resource_only(ecs_aws, drift, out_of_sync):
+    ids = build_ecs_agent()
+    drift(ids)
+    state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"]))
+    assert {k for k, v in ecs_flags(state).items() if not v} == {out_of_sync}, state
+    assert not state["in_sync"]
+
+
+def test_ecs_agent_reader_service_network_drift_forces_a_deployment(ecs_aws):
+    ids = build_ecs_agent()
+    state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], assign_public_ip=True))
+    assert state["service"]["drift"] and not state["service"]["in_sync"]
+    state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], desired_count=2))
+    assert not state["service"]["drift"] and not state["service"]["in_sync"]

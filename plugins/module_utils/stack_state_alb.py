@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Reader of the alb role's resources for dataops.prefect_fargate.stack_state_info.
+
+One EC2 and one ELBv2 client read what the alb role converges: the subnets it is given (and their VPC), the
+load balancer's security group, the target group, the load balancer with its attributes, tags and listeners.
+Each resource is `in_sync` only when the role's write task would change nothing:
+
+- amazon.aws.ec2_security_group (purge_rules, purge_rules_egress, purge_tags): the group exists in the VPC, its
+  ingress and egress rules are exactly the wanted ones (ports, CIDRs, descriptions) and its tags are the wanted
+  ones (the description cannot change: the module only warns);
+- community.aws.elb_target_group: same protocol, port, VPC and target type, the wanted health check, the
+  deregistration delay and tags;
+- amazon.aws.elb_application_lb (purge_listeners, purge_tags): same subnets and security group, every attribute
+  the role passes, tags, and listeners as amazon.aws's own listener comparison (module_utils.elbv2) groups them.
+
+Anything missing or different is out of sync, and the stock module decides. The reader never writes.
+
+spec (built by roles/alb/tasks/create.yml):
+  subnet_ids: [subnet id]
+  security_group: {name, tags, ingress: [rule], egress: [rule]}, rules as ec2_security_group takes them
+                  (proto, ports, cidr_ip | group_id, rule_desc; cidr_ip "vpc" stands for the CIDR of the subnets' VPC)
+  target_group: {name, protocol, port, target_type, health_check: {HealthCheck* fields and Matcher as
+                 DescribeTargetGroups returns them}, deregistration_delay, tags}
+  load_balancer: {name, listeners (as elb_application_lb takes them, TargetGroupName allowed),
+                  attributes: {attribute key: string value}, tags}
+"""
+
+from __future__ import annotations
+
+from ansible_collections.amazon.aws.plugins.module_utils.elbv2 import _group_listeners
+
+try:
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing botocore
+
+
+def _tags(items):
+    return {t["Key"]: t["Value"] for t in items or [] if not t["Key"].startswith("aws:")}
+
+
+def _out(resource_id, why):
+    return {"id": resource_id or "", "in_sync": not why, "why": ", ".join(why)}
+
+
+def _code(exc):
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def permissions(perms):
+    """Security group permissions -> set of (protocol, from, to, kind, target, description), one per range."""
+    rules = set()
+    for perm in perms or []:
+        key = (str(perm.get("IpProtocol")), perm.get("FromPort"), perm.get("ToPort"))
+        for r in perm.get("IpRanges") or []:
+            rules.add(key + ("ipv4", r["CidrIp"], r.get("Description")))
+        for r in perm.get("Ipv6Ranges") or []:
+            rules.add(key + ("ipv6", r["CidrIpv6"], r.get("Description")))
+        for r in perm.get("UserIdGroupPairs") or []:
+            rules.add(key + ("group", r["GroupId"], r.get("Description")))
+        for r in perm.get("PrefixListIds") or []:
+            rules.add(key + ("prefix", r["PrefixListId"], r.get("Description")))
+    return rules
+
+
+def wanted_rules(rules, vpc_cidr=""):
+    """Rules as ec2_security_group takes them (proto, ports | from_port/to_port, cidr_ip | cidr_ipv6 | group_id, each a value or
+    a list, rule_desc) in the shape of permissions(); the CIDR "vpc" stands for vpc_cidr."""
+    out = set()
+    for rule in rules or []:
+        proto = str(rule.get("proto", "tcp"))
+        if rule.get("ports") is not None:
+            ports = [(int(p), int(p)) if "-" not in str(p) else tuple(int(x) for x in str(p).split("-", 1)) for p in _list(rule["ports"])]
+        elif rule.get("from_port") is not None:
+            ports = [(int(rule["from_port"]), int(rule["to_port"]))]
+        else:
+            ports = [(None, None)]
+        if proto in ("all", "-1"):
+            proto, ports = "-1", [(None, None)]
+        targets = [("group", g) for g in _list(rule.get("group_id"))]
+        targets += [("ipv6" if ":" in c else "ipv4", vpc_cidr if c == "vpc" else c) for c in _list(rule.get("cidr_ip")) + _list(rule.get("cidr_ipv6"))]
+        for low, high in ports:
+            for kind, target in targets:
+                out.add((proto, low, high, kind, target, rule.get("rule_desc")))
+    return out
+
+
+def _list(value):
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def read_security_group(ec2, vpc_id, want, vpc_cidr=""):
+    """One security group as ec2_security_group (purge_rules, purge_tags) would converge it; egress is compared
+    only when the spec lists it (the module leaves egress alone without rules_egress)."""
+    found = ec2.describe_security_groups(aws_retry=True, Filters=[
+        {"Name": "group-name", "Values": [want["name"]]}, {"Name": "vpc-id", "Values": [vpc_id]}])["SecurityGroups"]
+    if not found:
+        return _out("", ["not found"])
+    group = found[0]
+    why = []
+    if permissions(group.get("IpPermissions")) != wanted_rules(want.get("ingress"), vpc_cidr):
+        why.append("ingress rules")
+    if want.get("egress") is not None and permissions(group.get("IpPermissionsEgress")) != wanted_rules(want["egress"], vpc_cidr):
+        why.append("egress rules")
+    if _tags(group.get("Tags")) != dict(want.get("tags") or {}):
+        why.append("tags")
+    return _out(group["GroupId"], why)
+
+
+def read_alb(client, spec):
+    ec2, elb = client("ec2"), client("elbv2")
+    result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
+              "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
+              "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
+    result["target_group"]["arn"] = ""
+    if spec.get("subnet_ids"):
+        subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=list(spec["subnet_ids"]))["Subnets"]
+        result["subnets"] = [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
+    vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
+    if len(vpc_ids) == 1:
+        vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0]
+        result["vpc"] = {"id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
+        result["security_group"] = read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
+
+    want = spec["target_group"]
+    try:
+        groups = elb.describe_target_groups(aws_retry=True, Names=[want["name"]])["TargetGroups"]
+    except ClientError as exc:
+        if _code(exc) != "TargetGroupNotFound":
+            raise
+        groups = []
+    if groups:
+        group = groups[0]
+        why = []
+        for key, value in (("Protocol", want["protocol"]), ("Port", int(want["port"])), ("VpcId", result["vpc"]["id"]),
+                           ("TargetType", want["target_type"])):
+            if group.get(key) != value:
+                why.append(key)
+        for key, value in (want.get("health_check") or {}).items():
+            if group.get(key) != value:
+                why.append(key)
+        attributes = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(
+            aws_retry=True, TargetGroupArn=group["TargetGroupArn"])["Attributes"]}
+        if attributes.get("deregistration_delay.timeout_seconds") != str(want["deregistration_delay"]):
+            why.append("deregistration delay")
+        tags = elb.describe_tags(aws_retry=True, ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
+        if _tags(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
+            why.append("tags")
+        result["target_group"] = dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
+
+    want = spec["load_balancer"]
+    try:
+        balancers = elb.describe_load_balancers(aws_retry=True, Names=[want["name"]])["LoadBalancers"]
+    except ClientError as exc:
+        if _code(exc) != "LoadBalancerNotFound":
+            raise
+        balancers = []
+    if balancers:
+        lb = balancers[0]
+        arn = lb["LoadBalancerArn"]
+        why = []
+        if lb.get("Type") != "application":
+            why.append("type")
+        if {z["SubnetId"] for z in lb.get("AvailabilityZones") or []} != set(spec.get("subnet_ids") or []):
+            why.append("subnets")
+        if set(lb.get("SecurityGroups") or []) != {result["security_group"]["id"]}:
+            why.append("security groups")
+        attributes = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(aws_retry=True, LoadBalancerArn=arn)["Attributes"]}
+        for key, value in (want.get("attributes") or {}).items():
+            if attributes.get(key, "") != str(value):
+                why.append(key)
+        tags = elb.describe_tags(aws_retry=True, ResourceArns=[arn])["TagDescriptions"]
+        if _tags(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
+            why.append("tags")
+        current = []
+        for page in elb.get_paginator("describe_listeners").paginate(LoadBalancerArn=arn):
+            current += page.get("Listeners", [])
+        listeners = []
+        for listener in want.get("listeners") or []:
+            listener = dict(listener, DefaultActions=[dict(a) for a in listener.get("DefaultActions") or []])
+            for action in listener["DefaultActions"]:
+                if action.pop("TargetGroupName", None) is not None:
+                    action["TargetGroupArn"] = result["target_group"]["arn"] or "not-found"
+            listeners.append(listener)
+        add, modify, delete = _group_listeners(current, listeners)
+        if add or modify or delete:
+            why.append("listeners")
+        result["load_balancer"] = dict(_out(arn, why), dns_name=lb.get("DNSName", ""), state=(lb.get("State") or {}).get("Code", ""))
+    result["in_sync"] = all(result[k]["in_sync"] for k in ("security_group", "target_group", "load_balancer"))
+    return result
