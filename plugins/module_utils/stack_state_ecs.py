@@ -173,7 +173,8 @@ def read_service(ecs, cluster_found, want, group_id):
         return empty
     service = active[0]
     why = []
-    if int(want["desired_count"]) != service.get("desiredCount"):
+    # No wanted count: the count is someone else's to set (Application Auto Scaling, worker_autoscaling).
+    if want.get("desired_count") not in (None, "") and int(want["desired_count"]) != service.get("desiredCount"):
         why.append("desired count")
     if want.get("health_check_grace_period_seconds") and int(want["health_check_grace_period_seconds"]) != service.get("healthCheckGracePeriodSeconds"):
         why.append("health check grace period")
@@ -197,7 +198,8 @@ def read_service(ecs, cluster_found, want, group_id):
              or any(deploy.get(k) != v for k, v in (want.get("deployment") or {}).items()))
     if drift:
         why.append("network or deployment configuration")
-    return _out(why, exists=True, task_definition=service.get("taskDefinition", ""), tags_in_sync=tags_in_sync, drift=drift)
+    return _out(why, exists=True, task_definition=service.get("taskDefinition", ""), tags_in_sync=tags_in_sync, drift=drift,
+                desired_count=service.get("desiredCount"))
 
 
 def read_ecs_agent(client, spec):

@@ -433,3 +433,13 @@ def test_ecs_agent_reader_service_network_drift_forces_a_deployment(ecs_aws):
     assert state["service"]["drift"] and not state["service"]["in_sync"]
     state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], desired_count=2))
     assert not state["service"]["drift"] and not state["service"]["in_sync"]
+
+
+def test_ecs_agent_reader_leaves_the_count_alone_when_autoscaling_owns_it(ecs_aws):
+    """worker_autoscaling on: the role passes no wanted count, so a count autoscaling set is no drift, and the
+    reader says what the count is (the role passes it back to ecs_service unchanged)."""
+    ids = build_ecs_agent()
+    _service(ids, desiredCount=4)
+    state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], desired_count=""))
+    assert state["service"]["in_sync"], state["service"]
+    assert state["service"]["desired_count"] == 4
