@@ -122,7 +122,7 @@ def elbv2_targets_initial_while_provisioning() -> Undo:
     """AWS: the targets of a load balancer that is still `provisioning` are not health-checked yet: they report
     `initial` (Elb.RegistrationInProgress) until it is active, so a wait for healthy targets also waits for
     the load balancer.
-    moto 5.2 (with elbv2_ecs_service_targets): `healthy` at once. Patch: while any load balancer forwarding
+    moto 5.2: `healthy` at once (with elbv2_ecs_service_targets). Patch: while any load balancer forwarding
     to the target group is held `provisioning` (elbv2_provisioning_delay), every target reports `initial`."""
     from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
 
