@@ -137,9 +137,16 @@ def prefect_api(method: str, path: str, body: dict | None = None, base: str | No
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request((base or prefect_api_url()) + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+            return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            # 503: the server's SQLite was busy (a worker of an earlier test still heartbeating); try again.
+            if exc.code != 503 or attempt == 5:
+                raise
+            time.sleep(1 + attempt)
 
 
 def api(path: str, method: str = "GET", body: dict | None = None):

@@ -56,7 +56,7 @@ SITE_POINTS = [
     KillPoint("Create the NAT gateways", "INT", role="vpc"),  # the NAT's elastic IP is allocated, the NAT not yet
     KillPoint("Create the private route tables", "KILL", item=1, role="vpc"),
     KillPoint("Create the buckets (SSE, versioning, public access block, TLS-only policy)", "INT", item=1, role="s3_buckets"),
-    KillPoint("Build and push with podman", "KILL", delay=6, role="ecr_image"),  # image build / push in flight
+    KillPoint("Build and push with podman", "KILL", delay=1, role="ecr_image"),  # image build / push in flight
     KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
     KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
     KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged

@@ -8,6 +8,7 @@ local process worker -> absent removes it. Uses a tiny flow of its own (the real
 from __future__ import annotations
 
 import textwrap
+import urllib.error
 import time
 import uuid
 
