@@ -8,8 +8,9 @@ Same for teardown, which must leave nothing (tests/helpers/leftovers.py). Each r
 report changed only in the role it was interrupted in and the roles after it.
 
 The kill is deterministic: tests/plugins/callback/kill_switch.py, enabled only here, signals the
-playbook's own process group when a named task starts, after its k-th loop item, or a fixed delay
-after the task starts (a module in flight: the health wait, the image build and push).
+playbook's own process group when a named task starts, after its k-th loop item, a fixed delay
+after the task starts (a module in flight: the health wait), or while a named command of the task runs
+(the image push: `podman push` seen among the run's processes).
 Total cost about one cold converge plus the no-op prefixes of the resumed runs (the figures are printed).
 """
 
@@ -44,9 +45,12 @@ class KillPoint:
     delay: float = 0.0  # seconds after the trigger: kills a module in flight
     role: str = ""
     occurrence: int = 1  # the n-th task of that name (an include and the task it includes may share one)
+    process: str = ""  # trigger: this command of the task running (e.g. "podman push"), then `delay`
+
 
     def label(self) -> str:
         where = f"after item {self.item}" if self.item else "at start"
+        where = f"while '{self.process}' runs" if self.process else where
         where += f" +{self.delay:g}s" if self.delay else ""
         return f"{self.role}: {self.task} ({where}, SIG{self.signal})"
 
@@ -56,7 +60,8 @@ SITE_POINTS = [
     KillPoint("Create the NAT gateways", "INT", role="vpc"),  # the NAT's elastic IP is allocated, the NAT not yet
     KillPoint("Create the private route tables", "KILL", item=1, role="vpc"),
     KillPoint("Create the buckets (SSE, versioning, public access block, TLS-only policy)", "INT", item=1, role="s3_buckets"),
-    KillPoint("Build and push with podman", "KILL", delay=1, role="ecr_image"),  # image build / push in flight
+    # The push in flight. A fixed delay missed it: a build from the layer cache plus the push took under 1 s in CI.
+    KillPoint("Build and push with podman", "KILL", process="podman push", role="ecr_image"),
     KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
     KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
     KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged
@@ -114,7 +119,8 @@ def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_
            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     if point:
         env.update(KILL_SWITCH_TASK=point.task, KILL_SWITCH_SIGNAL=point.signal, KILL_SWITCH_ITEM=str(point.item),
-                   KILL_SWITCH_DELAY=str(point.delay), KILL_SWITCH_OCCURRENCE=str(point.occurrence))
+                   KILL_SWITCH_DELAY=str(point.delay), KILL_SWITCH_OCCURRENCE=str(point.occurrence),
+                   KILL_SWITCH_PROCESS=point.process)
     cmd = [str(VENV_BIN / "ansible-playbook"), playbook, "-i", "inventories/local", "-e", json.dumps(extra_vars)]
     started = time.monotonic()
     with output.open("w") as out:

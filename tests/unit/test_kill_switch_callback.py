@@ -57,6 +57,7 @@ def switch(monkeypatch, tmp_path):
             monkeypatch.setenv(key, value)
         return module.CallbackModule(), sent, log
 
+    make.module = module  # for tests that stub the process table
     return make
 
 
@@ -93,3 +94,44 @@ def test_without_a_task_it_only_logs(switch):
     callback.v2_playbook_on_task_start(task, False)
     callback.v2_runner_on_ok(result(task, changed=True))
     assert sent == [] and json.loads(log.read_text())["changed"] is True
+
+
+def test_a_process_trigger_waits_for_the_command_then_fires_inside_the_task(switch, monkeypatch):
+    callback, sent, log = switch(KILL_SWITCH_TASK="Build and push with podman", KILL_SWITCH_PROCESS="podman push")
+    module = switch.module
+    commands = iter([[], [["/usr/bin/podman", "build", "--isolation", "chroot", "/w/context"]],
+                     [["/usr/bin/podman", "push", "--tls-verify=false", "repo:tag"]]])
+    current: list[list[str]] = []
+
+    def step(_seconds):  # each poll sees the next process table
+        current[:] = next(commands, current)
+
+    monkeypatch.setattr(module, "_descendants", lambda root: list(range(len(current))))
+    monkeypatch.setattr(module, "_command_line", lambda pid: current[pid])
+    monkeypatch.setattr(module.time, "sleep", step)
+    monkeypatch.setattr(module.os, "killpg", lambda group, sig: sent.append(("group", sig, [c[1] for c in current])))
+    monkeypatch.setattr(module.threading, "Thread", lambda target, args, daemon: SimpleNamespace(start=lambda: target(*args)))
+    callback.v2_playbook_on_task_start(Task("Build and push with podman", "ecr_image"), False)
+    assert sent[-1] == ("group", signal.SIGKILL, ["push"])  # once `podman push` ran: the build alone did not trigger
+    kill = [json.loads(line) for line in log.read_text().splitlines()][-1]
+    assert kill["event"] == "kill" and kill["running"] == "Build and push with podman"
+
+
+def test_a_process_trigger_reports_a_miss_when_the_task_ends_first(switch, monkeypatch):
+    callback, sent, log = switch(KILL_SWITCH_TASK="Build and push with podman", KILL_SWITCH_PROCESS="podman push")
+    module = switch.module
+    monkeypatch.setattr(module, "_descendants", lambda root: [])
+    monkeypatch.setattr(module.time, "sleep", lambda s: callback.v2_playbook_on_task_start(Task("Record the push"), False))
+    monkeypatch.setattr(module.threading, "Thread", lambda target, args, daemon: SimpleNamespace(start=lambda: target(*args)))
+    callback.v2_playbook_on_task_start(Task("Build and push with podman", "ecr_image"), False)
+    assert sent == []
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries[-1]["event"] == "missed" and entries[-1]["running"] == "Record the push"
+
+
+def test_matching_takes_the_program_by_base_name_and_the_words_among_its_arguments():
+    module = load()
+    assert module._matches(["/usr/bin/podman", "push", "x"], ["podman", "push"])
+    assert not module._matches(["/usr/bin/podman", "build", "pushy"], ["podman", "push"])
+    assert not module._matches(["python", "podman", "push"], ["podman", "push"])
+    assert not module._matches([], ["podman", "push"])

@@ -12,6 +12,9 @@ Environment:
                         it includes may share a name)
   KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at task start, at
                         once, before the task runs; after an item, 0.2 s from a timer thread)
+  KILL_SWITCH_PROCESS   words, e.g. "podman push": the trigger is then a process of the run, started by the
+                        named task, whose command is the first word with all the others among its arguments
+                        (a module's own command in flight, however fast the steps before it were)
   KILL_SWITCH_SIGNAL    INT (Ctrl-C at a terminal) or KILL (default KILL: a lost machine or CI runner)
   KILL_SWITCH_LOG       JSON-lines file: one line per task result (role, task, changed, failed) and
                         one {"event": "kill", ...} line when the signal is sent
@@ -43,6 +46,19 @@ import threading
 import time
 
 from ansible.plugins.callback import CallbackBase
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def _matches(argv: list[str], words: list[str]) -> bool:
+    """argv runs the program words[0] (by base name) with every other word among its arguments."""
+    return bool(argv) and os.path.basename(argv[0]) == words[0] and all(word in argv[1:] for word in words[1:])
 
 
 def _descendants(root: int) -> list[int]:
@@ -78,6 +94,7 @@ class CallbackModule(CallbackBase):
         self._signal = getattr(signal, "SIG" + os.environ.get("KILL_SWITCH_SIGNAL", "KILL").upper())
         self._log = os.environ.get("KILL_SWITCH_LOG", "")
         self._occurrence = int(os.environ.get("KILL_SWITCH_OCCURRENCE", "1") or 1)
+        self._process = os.environ.get("KILL_SWITCH_PROCESS", "").split()
         self._starts = 0
         self._items_seen = 0
         self._armed = bool(self._task)
@@ -112,6 +129,9 @@ class CallbackModule(CallbackBase):
                         pass
             os.killpg(os.getpgid(0), self._signal)
 
+        if self._process:
+            threading.Thread(target=self._when_process_runs, args=(send,), daemon=True).start()
+            return
         if where == "task start" and self._delay <= 0:
             send()  # before the task is dispatched: deterministic
             return
@@ -121,6 +141,20 @@ class CallbackModule(CallbackBase):
         timer = threading.Timer(max(self._delay, 0.2), send)
         timer.daemon = True
         timer.start()
+
+    def _when_process_runs(self, send, timeout: float = 1800.0) -> None:
+        """Poll the run's processes (every 20 ms) until the wanted command runs, then signal, still inside it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._current != self._task:
+                self._write({"event": "missed", "task": self._task, "process": " ".join(self._process),
+                             "running": self._current, "time": time.time()})
+                return  # the task ended without running the command: the test reports no kill
+            if any(_matches(_command_line(pid), self._process) for pid in _descendants(os.getpid())):
+                time.sleep(max(self._delay, 0))
+                send()
+                return
+            time.sleep(0.02)
 
     @staticmethod
     def _bare_name(task) -> str:
