@@ -8,6 +8,7 @@
 - ``prefect_name_error``: why Prefect would refuse a work pool or deployment name ('' when fine).
 - ``cron_error``: why a cron expression is not a 5-field one Prefect accepts ('' when fine).
 - ``timezone_ok``: true for an IANA timezone name.
+- ``region_error``: why a value is not an AWS region name ('' when it is one).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_rule
     cron_error,
     fargate_pair_ok,
     prefect_name_error,
+    region_error,
     timezone_ok,
 )
 
@@ -33,4 +35,5 @@ class FilterModule:
             "prefect_name_error": prefect_name_error,
             "cron_error": cron_error,
             "timezone_ok": timezone_ok,
+            "region_error": region_error,
         }

@@ -2,7 +2,7 @@
 # Copyright: dataops.prefect_fargate contributors
 # Apache License 2.0 (see LICENSE)
 """Input rules shared by the preflight play and the roles: Fargate cpu/memory pairs, cron expressions, IANA
-timezones, Prefect object names. Plain Python: the collection's filters (plugins/filter/stack_rules.py) expose
+timezones, Prefect object names, AWS region names. Plain Python: the collection's filters (plugins/filter/stack_rules.py) expose
 them to playbooks and roles, the prefect_flow role's catalogue filter imports them, unit tests call them.
 """
 
@@ -26,6 +26,11 @@ FARGATE_PAIRS = (
     "4096 -> 8192-30720 (1024 steps); 8192 -> 16384-61440 (4096 steps); 16384 -> 32768-122880 (8192 steps)"
 )
 
+# <area>-<direction>-<n> (the European Sovereign Cloud's eusc-de-east-1 and GovCloud/ISO included): a typo in
+# the direction (us-est-1) or an availability zone (us-east-1a) would only fail at the first call, as an endpoint
+# that does not resolve.
+REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|eusc-[a-z]{2})(-gov|-iso[a-z]?)?"
+                    r"-(north|south|east|west|central|northeast|northwest|southeast|southwest)-[0-9]{1,2}$")
 TIMEZONE = re.compile(r"^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+|Etc/[A-Za-z0-9+-]+)$")
 # Characters Prefect refuses in object names (prefect.types.names.BANNED_CHARACTERS).
 PREFECT_BANNED = ("/", "%", "&", ">", "<")
@@ -86,6 +91,14 @@ def timezone_ok(name: str) -> bool:
     except Exception:  # ZoneInfoNotFoundError (a KeyError), ValueError, OSError
         return False
     return True
+
+
+def region_error(value: Any) -> str:
+    """Why a value is not an AWS region name ('' when it is one)."""
+    if isinstance(value, str) and REGION.match(value):
+        return ""
+    return ("is not an AWS region name: <area>-<direction>-<number> such as us-east-1, eu-central-1 or "
+            "ap-southeast-2 (not an availability zone such as us-east-1a)")
 
 
 def prefect_name_error(value: Any) -> str:

@@ -110,15 +110,27 @@ def read_security_group(ec2, vpc_id, want, vpc_cidr=""):
     return _out(group["GroupId"], why)
 
 
+def read_subnets(ec2, subnet_ids):
+    """The given subnets with their zone and VPC; one call. An unknown id is not an error here: the role's check
+    (roles/common subnets_span_azs) compares what was found with what was given and names the input."""
+    if not subnet_ids:
+        return []
+    try:
+        subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=list(subnet_ids))["Subnets"]
+    except ClientError as exc:
+        if _code(exc) != "InvalidSubnetID.NotFound":
+            raise
+        subnets = ec2.describe_subnets(aws_retry=True, Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}])["Subnets"]
+    return [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
+
+
 def read_alb(client, spec):
     ec2, elb = client("ec2"), client("elbv2")
     result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
               "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
               "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
     result["target_group"]["arn"] = ""
-    if spec.get("subnet_ids"):
-        subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=list(spec["subnet_ids"]))["Subnets"]
-        result["subnets"] = [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
+    result["subnets"] = read_subnets(ec2, spec.get("subnet_ids") or [])
     vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
     if len(vpc_ids) == 1:
         vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0]

@@ -2,7 +2,7 @@
 # Apache-2.0
 """Reader of the ecs_fargate_agent role's AWS resources (all but IAM) for dataops.prefect_fargate.stack_state_info.
 
-One boto3 session reads the Prefect credential secret's metadata, the log group, the ECS cluster (settings, tags),
+One boto3 session reads the worker subnets (their zones and VPC), the Prefect credential secret's metadata, the log group, the ECS cluster (settings, tags),
 the task-event queues and their EventBridge rule and target, the worker security group, the latest ACTIVE
 revision of the worker task family (with its tags) and the worker service. Each resource is `in_sync` only when
 the role's write task (a stock module, or this collection's ecs_cluster_settings) would change nothing; the
@@ -26,12 +26,13 @@ Anything missing or different is out of sync and the stock module decides. The r
 reads a secret's value.
 
 spec (built by roles/ecs_fargate_agent/tasks/create.yml):
+  subnet_ids: the worker subnets (optional; returned as `subnets`, each with id, availability_zone, vpc_id)
   secret: name or ARN (optional)
   log_group: {name, retention, tags}
   cluster: {name, container_insights, tags}
   queues: [{name, attributes: {SQS attribute: value}, policy, redrive_policy, tags}]
   rule: {name, description, event_pattern, targets: [{id, arn}]}
-  security_group: {name, vpc_id, ingress: [rule as ec2_security_group takes it], tags}
+  security_group: {name, vpc_id (empty: the one VPC of the subnets), ingress: [rule as ec2_security_group takes it], tags}
   task_family: family name
   service: {name, desired_count, load_balancers, health_check_grace_period_seconds, propagate_tags, tags,
             enable_execute_command, subnets, assign_public_ip, deployment: {maximumPercent, minimumHealthyPercent,
@@ -43,7 +44,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_security_group
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_security_group, read_subnets
 
 try:
     from botocore.exceptions import ClientError
@@ -204,12 +205,16 @@ def read_service(ecs, cluster_found, want, group_id):
 
 def read_ecs_agent(client, spec):
     ecs = client("ecs")
-    result = {"secret": read_secret(client("secretsmanager"), spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
+    subnets = read_subnets(client("ec2"), spec.get("subnet_ids") or [])
+    vpc_ids = sorted({s["vpc_id"] for s in subnets})
+    vpc_id = spec["security_group"].get("vpc_id") or (vpc_ids[0] if len(vpc_ids) == 1 else "")
+    result = {"subnets": subnets,
+              "secret": read_secret(client("secretsmanager"), spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
               "log_group": read_log_group(client("logs"), spec["log_group"]),
               "cluster": read_cluster(ecs, spec["cluster"]),
               "queues": {q["name"]: read_queue(client("sqs"), q) for q in spec.get("queues") or []},
               "rule": read_rule(client("events"), spec["rule"]),
-              "security_group": read_security_group(client("ec2"), spec["security_group"]["vpc_id"], dict(spec["security_group"], egress=None)),
+              "security_group": read_security_group(client("ec2"), vpc_id, dict(spec["security_group"], egress=None)),
               "task_definition": read_task_definition(ecs, spec["task_family"])}
     result["service"] = read_service(ecs, result["cluster"]["in_sync"], dict(spec["service"], cluster=spec["cluster"]["name"]),
                                      result["security_group"]["id"])
