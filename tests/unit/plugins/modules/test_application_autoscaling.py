@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.dataops.prefect_fargate.plugins.modules import application_autoscaling_deregister
 from ansible_collections.dataops.prefect_fargate.plugins.modules import application_autoscaling_info
 
-from .test_aws_helper_modules import run, throttled
+from .aws_stubs import run, throttled
 
 RID = "service/prefect-elt-prod/prefect-elt-prod-worker"
 KEY = {"ServiceNamespace": "ecs", "ScalableDimension": "ecs:service:DesiredCount"}
