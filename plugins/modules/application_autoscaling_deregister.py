@@ -17,19 +17,6 @@ description:
     target registered; this module removes the target itself. Registration is that module's job.
 author:
   - Prefect Fargate maintainers (@dataops)
-options:
-  service_namespace:
-    description: Namespace of the scalable resource.
-    type: str
-    default: ecs
-  resource_id:
-    description: Identifier of the scalable resource, C(service/<cluster>/<service>) for an ECS service.
-    type: str
-    required: true
-  scalable_dimension:
-    description: The scalable dimension.
-    type: str
-    default: ecs:service:DesiredCount
 attributes:
   check_mode:
     support: full
@@ -38,6 +25,7 @@ attributes:
     support: full
     description: Shows the target's capacity and policy names before and nothing after.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.application_autoscaling
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -61,22 +49,14 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.application_autoscaling import THROTTLING, read_scaling
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.application_autoscaling import (
+    read_module_scaling, scaling_module, target_key)
 
 
 def main():
-    module = AnsibleAWSModule(argument_spec=dict(service_namespace=dict(type="str", default="ecs"),
-                                                 resource_id=dict(type="str", required=True),
-                                                 scalable_dimension=dict(type="str", default="ecs:service:DesiredCount")),
-                              supports_check_mode=True)
-    client = module.client("application-autoscaling", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
-    namespace, resource_id, dimension = (module.params[k] for k in ("service_namespace", "resource_id", "scalable_dimension"))
-    try:
-        target, policies = read_scaling(client, namespace, resource_id, dimension)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        module.fail_json_aws(exc, msg="Could not read the autoscaling of %s" % resource_id)
+    module, client = scaling_module()
+    namespace, resource_id, dimension = target_key(module)
+    target, policies = read_module_scaling(module, client)
     result = dict(changed=bool(target), scalable_target=target)
     if module._diff:
         before = {"MinCapacity": target.get("MinCapacity"), "MaxCapacity": target.get("MaxCapacity"),

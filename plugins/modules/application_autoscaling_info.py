@@ -18,19 +18,6 @@ description:
     check mode and has no info counterpart; this module is that counterpart.
 author:
   - Prefect Fargate maintainers (@dataops)
-options:
-  service_namespace:
-    description: Namespace of the scalable resource.
-    type: str
-    default: ecs
-  resource_id:
-    description: Identifier of the scalable resource, C(service/<cluster>/<service>) for an ECS service.
-    type: str
-    required: true
-  scalable_dimension:
-    description: The scalable dimension.
-    type: str
-    default: ecs:service:DesiredCount
 attributes:
   check_mode:
     support: full
@@ -39,6 +26,7 @@ attributes:
     support: none
     description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.application_autoscaling
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -64,27 +52,12 @@ scaling_policies:
   elements: dict
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
-
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.application_autoscaling import THROTTLING, read_scaling
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.application_autoscaling import read_module_scaling, scaling_module
 
 
 def main():
-    module = AnsibleAWSModule(argument_spec=dict(service_namespace=dict(type="str", default="ecs"),
-                                                 resource_id=dict(type="str", required=True),
-                                                 scalable_dimension=dict(type="str", default="ecs:service:DesiredCount")),
-                              supports_check_mode=True)
-    client = module.client("application-autoscaling", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
-    params = module.params
-    try:
-        target, policies = read_scaling(client, params["service_namespace"], params["resource_id"], params["scalable_dimension"])
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        module.fail_json_aws(exc, msg="Could not read the autoscaling of %s" % params["resource_id"])
+    module, client = scaling_module()
+    target, policies = read_module_scaling(module, client)
     module.exit_json(changed=False, scalable_target=target, scaling_policies=policies)
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import boto3
 import pytest
 
+from tests.helpers.moto_testing import free_port
 from tests.helpers.stack import (REPO, STACK_SCRIPT, VENV_BIN, MotoRecorder, prefect_api, reset_account,
                                  run_playbook)
 
@@ -35,12 +35,6 @@ def test_teardown_of_a_real_environment_needs_confirmation():
 
 
 # ------------------------------------------------------------------- a demo stack deployed next to the suite
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def demo_stack(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(STACK_SCRIPT), *args], env=env, capture_output=True, text=True,
                           timeout=300)

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from tests.helpers.stack import failure_messages
+
 pytestmark = pytest.mark.integration
 
 PLAYBOOK = "tests/integration/playbooks/s3_buckets.yml"
@@ -26,17 +28,6 @@ def s3():
 
 def bucket_names() -> set[str]:
     return {b["Name"] for b in s3().list_buckets()["Buckets"]}
-
-
-def failure_messages(playbook_run) -> str:
-    """Messages of failed tasks, including the per-item messages of failed loops."""
-    out = []
-    for name, result in playbook_run.task_results():
-        if result.get("failed"):
-            out.append(f"{name}: {result.get('msg', '')}")
-            out += [str(item.get("msg", "")) for item in result.get("results", [])
-                    if item.get("failed") or item.get("evaluated_to") is False]
-    return "\n".join(out)
 
 
 def run(stack, extra=None, check=False):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from scripts import moto_patches_iam
+from tests.helpers.moto_testing import threaded_moto_server
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "local_iam.py"
@@ -28,24 +28,15 @@ POLICY = json.loads((REPO / "docs" / "deployer-policy.json").read_text())
 BIN = REPO / ".venv" / "bin"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_server():
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.server import ThreadedMotoServer
 
     undo = [patch() for patch in moto_patches_iam.PATCHES.values()]
     saved = (settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    server.stop()
+    with threaded_moto_server() as url:
+        yield url
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
     for step in reversed(undo):
         step()

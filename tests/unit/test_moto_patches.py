@@ -18,30 +18,15 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from scripts import moto_patches
+from tests.helpers.moto_testing import fake_aws_env
 
 REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_env(monkeypatch, REGION)
     monkeypatch.delenv(moto_patches.ECR_REGISTRY_ENV, raising=False)
-
-
-@pytest.fixture
-def patched():
-    """Apply patches by name inside a test; every one is undone afterwards."""
-    undo = []
-
-    def apply(name: str) -> None:
-        undo.append(moto_patches.PATCHES[name]())
-
-    yield apply
-    for step in reversed(undo):
-        step()
 
 
 def client(service: str):

@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 from scripts import moto_patches, moto_patches_autoscaling
+from tests.helpers.moto_testing import fake_aws_env
 
 TARGET = {"ServiceNamespace": "ecs", "ResourceId": "service/c/s", "ScalableDimension": "ecs:service:DesiredCount"}
 CPU = {"TargetValue": 60.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"},
@@ -16,21 +17,9 @@ CPU = {"TargetValue": 60.0, "PredefinedMetricSpecification": {"PredefinedMetricT
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws_env(monkeypatch)
     with mock_aws():
         yield
-
-
-@pytest.fixture
-def patched():
-    undo = []
-
-    def apply(name: str) -> None:
-        undo.append(moto_patches_autoscaling.PATCHES[name]())
-    yield apply
-    for one in reversed(undo):
-        one()
 
 
 def _scaled_service():

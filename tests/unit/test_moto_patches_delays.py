@@ -11,28 +11,17 @@ import pytest
 from moto import mock_aws
 
 from scripts import moto_patches, moto_patches_delays
+from tests.helpers.moto_testing import fake_aws_env
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws_env(monkeypatch)
     for name in moto_patches_delays.ENV.values():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(moto_patches_delays, "_OVERRIDES", {})
     with mock_aws():
         yield
-
-
-@pytest.fixture
-def patched():
-    undo = []
-
-    def apply(name: str) -> None:
-        undo.append(moto_patches_delays.PATCHES[name]())
-    yield apply
-    for one in reversed(undo):
-        one()
 
 
 def _subnet(ec2):

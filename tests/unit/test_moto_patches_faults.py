@@ -8,7 +8,6 @@ botocore the way the amazon.aws modules read them.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from scripts import moto_patches, moto_patches_faults
 from scripts.moto_patches_faults import FaultInjector, Request
+from tests.helpers.moto_testing import threaded_moto_server
 
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
@@ -79,22 +79,11 @@ def test_a_rate_outside_0_1_is_refused():
 
 
 # ----------------------------------------------------------------------------- on a moto server
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    from moto.server import ThreadedMotoServer
-
     undo = moto_patches.PATCHES["aws_fault_injection"]()
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    yield f"http://127.0.0.1:{port}"
-    moto.stop()
+    with threaded_moto_server() as url:
+        yield url
     undo()
 
 

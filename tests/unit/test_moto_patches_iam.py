@@ -16,6 +16,7 @@ from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
 from scripts import moto_patches_iam
+from tests.helpers.moto_testing import fake_aws_env
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -26,24 +27,7 @@ ECS_TASKS_TRUST = {"Version": "2012-10-17", "Statement": [{
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
-@pytest.fixture
-def patched():
-    """Apply patches by name inside a test; every one is undone afterwards."""
-    undo = []
-
-    def apply(*names: str) -> None:
-        for name in names:
-            undo.append(moto_patches_iam.PATCHES[name]())
-
-    yield apply
-    for step in reversed(undo):
-        step()
+    fake_aws_env(monkeypatch, REGION)
 
 
 def client(service: str, key: dict[str, str] | None = None):

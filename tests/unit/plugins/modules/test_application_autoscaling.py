@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from ansible_collections.dataops.prefect_fargate.plugins.modules import application_autoscaling_deregister
 from ansible_collections.dataops.prefect_fargate.plugins.modules import application_autoscaling_info
 
-from .test_aws_helper_modules import run, throttled
+from .aws_stubs import run, throttled
 
 RID = "service/prefect-elt-prod/prefect-elt-prod-worker"
 KEY = {"ServiceNamespace": "ecs", "ScalableDimension": "ecs:service:DesiredCount"}
@@ -74,3 +76,10 @@ def test_deregister_without_a_target_changes_nothing():
 def test_deregister_of_a_target_gone_in_between_is_not_an_error():
     script = reads(TARGET, []) + [("error", "deregister_scalable_target", "ObjectNotFoundException", {**KEY, "ResourceId": RID})]
     assert run(application_autoscaling_deregister, "application-autoscaling", ARGS, script)["changed"] is False
+
+
+@pytest.mark.parametrize("module", [application_autoscaling_info, application_autoscaling_deregister])
+def test_a_failed_read_fails_either_module_with_the_resource_named(module):
+    script = [("error", "describe_scalable_targets", "AccessDeniedException", TARGETS_CALL)]
+    result = run(module, "application-autoscaling", ARGS, script, expect_fail=True)
+    assert result["msg"].startswith(f"Could not read the autoscaling of {RID}")

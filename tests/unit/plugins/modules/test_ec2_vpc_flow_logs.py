@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import datetime
 
-import boto3
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from botocore.stub import Stubber
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 from ansible_collections.dataops.prefect_fargate.plugins.modules import ec2_vpc_flow_logs
 
-from ..conftest import ModuleExit, ModuleFail
+from .aws_stubs import run as stubbed_run
 
 VPC = "vpc-0123456789abcdef0"
 GROUP = "/vpc/prefect-elt/flow-logs"
@@ -60,30 +54,9 @@ def delete(*ids):
     return ("delete_flow_logs", {"Unsuccessful": []}, {"FlowLogIds": list(ids)})
 
 
-def run(args, script, check_mode=False, diff=True, expect_fail=False):
-    """Run the module against the scripted EC2 answers; return (result, stubber)."""
-    client = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
-    stubber = Stubber(client)
-    for item in script:
-        if item[0] == "error":
-            _, operation, code, params = item
-            stubber.add_client_error(operation, service_error_code=code, expected_params=params)
-        else:
-            operation, response, params = item
-            stubber.add_response(operation, response, params)
-
-    def fake_client(self, service, retry_decorator=None, **kwargs):
-        assert service == "ec2"
-        return RetryingBotoClientWrapper(client, retry_decorator or AWSRetry.jittered_backoff())
-
-    full = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
-    with patch_module_args(full), stubber, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(AnsibleAWSModule, "client", fake_client)
-        with pytest.raises(ModuleFail if expect_fail else ModuleExit) as info:
-            ec2_vpc_flow_logs.main()
-        if not expect_fail:
-            stubber.assert_no_pending_responses()
-    return info.value.result
+def run(args, script, **kwargs):
+    """Run the module against the scripted EC2 answers; return its result."""
+    return stubbed_run(ec2_vpc_flow_logs, "ec2", args, script, **kwargs)
 
 
 def test_creates_the_flow_log_with_its_tags():
