@@ -192,6 +192,11 @@ class ApiCall:
         return "exec-env/AWS_ECS_FARGATE" in self.user_agent
 
     @property
+    def deployer_write(self) -> bool:
+        """A write sent by the playbook, not by a worker or flow run an earlier test left running."""
+        return self.mutating and not self.from_ecs_task
+
+    @property
     def mutating(self) -> bool:
         if self.action:
             return not (self.action.startswith(READ_PREFIXES) or self.action in READ_ACTIONS)
@@ -241,7 +246,9 @@ class MotoRecorder:
         return calls
 
     def mutating_calls(self) -> list[ApiCall]:
-        return [call for call in self.calls() if call.mutating]
+        """The playbook's writes: a worker left running by an earlier test polls its SQS queue from its ECS task
+        (ReceiveMessage, DeleteMessage), which is not the playbook writing."""
+        return [call for call in self.calls() if call.deployer_write]
 
 
 @dataclass

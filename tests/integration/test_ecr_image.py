@@ -128,7 +128,7 @@ def changed(result) -> list[str]:
 
 
 def mutating(calls):
-    return [c.action or f"{c.method} {c.url}" for c in calls if c.mutating]
+    return [c.action or f"{c.method} {c.url}" for c in calls if c.deployer_write]
 
 
 # ------------------------------------------------------------------------------------------------ tests

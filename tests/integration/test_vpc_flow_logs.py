@@ -40,7 +40,7 @@ def run(stack, extra=None, check=False):
     started = time.monotonic()
     result = stack.run_playbook(PLAYBOOK, extra_vars={**EXTRA, **(extra or {})}, check=check)
     calls = recorder.calls()
-    return SimpleNamespace(run=result, calls=calls, writes=[c for c in calls if c.mutating],
+    return SimpleNamespace(run=result, calls=calls, writes=[c for c in calls if c.deployer_write],
                            seconds=round(time.monotonic() - started, 1))
 
 
