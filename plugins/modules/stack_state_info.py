@@ -120,8 +120,8 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
 # A reader takes one client (a service name) or a client factory (a tuple of the services it reads).
-READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecr": (("ecr",), read_ecr), "ecs_agent": (("ec2", "ecs", "events", "logs", "secretsmanager", "sqs"), read_ecs_agent),
-           "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
+READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecs_agent": (("ec2", "ecs", "events", "logs", "secretsmanager", "sqs"), read_ecs_agent),
+           "ecr": (("ecr",), read_ecr), "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
 
 
 def main():
