@@ -79,6 +79,18 @@ EXAMPLES = r"""
         - {name: prefect-elt-dev-public-us-east-1a, cidr: 10.20.0.0/20, az: us-east-1a, tier: public}
       s3_endpoint: true
   register: network
+
+- name: Read the image repository, its tags and the image's tags in the registry
+  dataops.prefect_fargate.stack_state_info:
+    reader: ecr
+    spec:
+      repository_name: prefect-elt-dev/flow
+      scan_on_push: true
+      tag_mutability: IMMUTABLE
+      lifecycle_policy: '{"rules": []}'
+      tags: {Project: prefect-elt}
+      registry: {override: "", insecure: false, tag: 3f2a9c0d1e4b5a6c, moving_tag: ""}
+  register: image
 """
 
 RETURN = r"""
