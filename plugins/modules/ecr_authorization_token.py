@@ -12,7 +12,7 @@ short_description: Get a registry login for Amazon ECR from the ECR API
 version_added: 0.1.0
 description:
   - Calls C(ecr:GetAuthorizationToken) and returns the registry endpoint with the decoded user name and
-    password, ready for a container registry login (podman, buildah, docker) or the registry HTTP API.
+    password, ready for a container registry login (podman, buildah, docker).
   - "The token is valid for 12 hours. It is a secret: always run this module with C(no_log: true) and
     pass the password to the next task without printing it."
   - Read-only; it never changes anything, so it runs in check mode too.
@@ -45,14 +45,13 @@ EXAMPLES = r"""
   register: ecr_login
   no_log: true
 
-- name: Check whether a tag exists in the registry (Docker Registry HTTP API v2)
-  ansible.builtin.uri:
-    url: "https://{{ ecr_login.registry }}/v2/my-repo/manifests/1.0.0"
-    method: HEAD
-    url_username: "{{ ecr_login.username }}"
-    url_password: "{{ ecr_login.password }}"
-    force_basic_auth: true
-    status_code: [200, 404]
+# A login is needed for a container tool (podman, buildah, docker); for the registry HTTP API use
+# dataops.prefect_fargate.ecr_image_tag, which fetches the token itself.
+- name: Write a private auth file for podman/buildah
+  ansible.builtin.copy:
+    content: "{{ {'auths': {ecr_login.registry: {'auth': (ecr_login.username ~ ':' ~ ecr_login.password) | b64encode}}} | to_json }}"
+    dest: /run/user/1000/ecr-auth.json
+    mode: "0600"
   no_log: true
 """
 
@@ -83,9 +82,6 @@ expires_at:
   sample: "2025-01-01T12:00:00+00:00"
 """
 
-import base64
-import binascii
-
 try:
     from botocore.exceptions import BotoCoreError
     from botocore.exceptions import ClientError
@@ -94,29 +90,13 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.ecr_registry import decode_token
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.ecr_registry import registry_host
 
 
 # JSON-protocol services answer throttling with ThrottlingException, which AWSRetry does not
 # retry by default (it knows the EC2/query codes: Throttling, RequestLimitExceeded, ...).
 THROTTLING = ["ThrottlingException"]
-
-
-def decode_token(token):
-    """Split a base64 'user:password' ECR token. Raises ValueError on anything else."""
-    try:
-        decoded = base64.b64decode(token, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("authorization token is not base64 'user:password'") from exc
-    username, sep, password = decoded.partition(":")
-    if not sep or not username or not password:
-        raise ValueError("authorization token is not base64 'user:password'")
-    return username, password
-
-
-def registry_host(proxy_endpoint):
-    """'https://123.dkr.ecr.us-east-1.amazonaws.com' -> '123.dkr.ecr.us-east-1.amazonaws.com'."""
-    host = proxy_endpoint.split("://", 1)[-1]
-    return host.rstrip("/")
 
 
 def main():

@@ -27,7 +27,7 @@ options:
     description: Which role's resources to read.
     type: str
     required: true
-    choices: [alb, ecs_agent, iam, s3, vpc]
+    choices: [alb, ecr, ecs_agent, iam, s3, vpc]
   spec:
     description:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
@@ -42,6 +42,10 @@ options:
       - For C(alb) the keys C(subnet_ids), C(security_group) (C(name), C(ingress), C(egress), C(tags)), C(target_group)
         (C(name), C(protocol), C(port), C(target_type), C(health_check), C(attributes), C(tags)) and C(load_balancer)
         (C(name), C(listeners), C(attributes), C(tags)); see C(plugins/module_utils/stack_state_alb.py).
+      - For C(ecr) the keys C(repository_name), C(registry_id) (optional), C(scan_on_push), C(tag_mutability),
+        C(lifecycle_policy) (JSON text), C(tags) and C(registry) (C(override), C(insecure), C(tag), C(moving_tag),
+        C(list_tags)); a key left out is not compared. With C(registry) the reader gets the registry login itself
+        (C(ecr:GetAuthorizationToken)) and never returns it; see C(plugins/module_utils/stack_state_ecr.py).
       - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
         C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py).
     type: dict
@@ -75,6 +79,18 @@ EXAMPLES = r"""
         - {name: prefect-elt-dev-public-us-east-1a, cidr: 10.20.0.0/20, az: us-east-1a, tier: public}
       s3_endpoint: true
   register: network
+
+- name: Read the image repository, its tags and the image's tags in the registry
+  dataops.prefect_fargate.stack_state_info:
+    reader: ecr
+    spec:
+      repository_name: prefect-elt-dev/flow
+      scan_on_push: true
+      tag_mutability: IMMUTABLE
+      lifecycle_policy: '{"rules": []}'
+      tags: {Project: prefect-elt}
+      registry: {override: "", insecure: false, tag: 3f2a9c0d1e4b5a6c, moving_tag: ""}
+  register: image
 """
 
 RETURN = r"""
@@ -89,6 +105,9 @@ state:
     - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
     - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer) and C(in_sync).
+    - For C(ecr) the keys C(repository) (C(exists), C(arn), C(uri), C(in_sync), C(why), C(current)), C(tags) (C(in_sync),
+      C(why), C(current)), C(registry) (C(host), C(repository_uri), C(tag_digest), C(moving_tag_digest),
+      C(moving_tag_in_sync), C(tags); digests are empty when the registry lacks the tag) and C(in_sync).
     - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
       C(task_definition), C(service) and C(in_sync).
     - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
@@ -104,7 +123,9 @@ except ImportError:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.ecr_registry import RegistryError
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecr import read_ecr
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
@@ -112,7 +133,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 
 # A reader takes one client (a service name) or a client factory (a tuple of the services it reads).
 READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecs_agent": (("ec2", "ecs", "events", "logs", "secretsmanager", "sqs"), read_ecs_agent),
-           "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
+           "ecr": (("ecr",), read_ecr), "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
 
 
 def main():
@@ -134,6 +155,8 @@ def main():
         state = reader(client, module.params["spec"])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         module.fail_json_aws(exc, msg="Could not read the %s resources" % module.params["reader"])
+    except (RegistryError, ValueError) as exc:  # the registry side of the ecr reader (never carries the login)
+        module.fail_json(msg="Could not read the %s resources: %s" % (module.params["reader"], exc))
     except KeyError as exc:
         module.fail_json(msg="spec of reader %s lacks %s" % (module.params["reader"], exc))
     module.exit_json(changed=False, state=state)

@@ -6,7 +6,7 @@ stands in for the ECR API (repository, token).
 
 Scenario order (STYLE rule 11): check mode (predicts, writes nothing) -> real run (builds, pushes) ->
 the image runs (Prefect, the ECS worker, the flow) -> second run (changed=0, no AWS write, no push) ->
-Dockerfile change (new tag) -> moving tag -> teardown keeps images without the data opt-in, deletes with it.
+Dockerfile change (new tag) -> moving tag -> drift (check mode reports it, the next run repairs it) -> teardown keeps images without the data opt-in, deletes with it.
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def ecr(local_stack, tmp_path_factory):
             **extra,
         }
         check = extra_vars.pop("_check", False)
+        diff = extra_vars.pop("_diff", False)
         started = time.monotonic()
-        result = local_stack.run_playbook(PLAYBOOK, extra_vars=extra_vars, check=check)
+        result = local_stack.run_playbook(PLAYBOOK, extra_vars=extra_vars, check=check, diff=diff)
         result.seconds = time.monotonic() - started
         return result
 
@@ -293,6 +294,9 @@ def test_second_run_builds_pushes_and_writes_nothing(ecr):
     assert registry_tags(stack, repo) == before
     names = [name.split(" : ", 1)[-1] for name, res in result.task_results() if not res.get("skipped")]
     assert "Build and push with podman" not in names
+    # One reader process decides: no write module, no login, no registry request of its own runs on a no-op.
+    assert "Read the repository and the image tags and compare them with the wanted ones" in names
+    assert set(names) & set(WRITES + ["Get an ECR registry login", "Check that the registry has the pushed tag"]) == set()
 
     # Check mode on the deployed repository predicts nothing and makes no AWS write either.
     recorder = stack.MotoRecorder().start()
@@ -331,8 +335,52 @@ def test_moving_tag_follows_the_image_when_mutable(ecr):
     _, latest_headers, _ = registry_get(stack, f"/v2/{repo}/manifests/latest")
     assert latest_headers["Docker-Content-Digest"] == hash_headers["Docker-Content-Digest"]
     assert "Put the manifest under the moving tag" in changed(result)
+    ecr["tag"] = tag
     again = ecr["run"](**extra)
     assert again.rc == 0 and again.changed_tasks == [], again.changed_tasks
+
+
+def test_drift_is_reported_in_check_mode_and_repaired(ecr):
+    """Scan on push, the repository's tags and the moving tag changed behind the stack's back: check mode (with
+    --diff) reports each change and writes nothing; the next run writes each back; the one after changes nothing."""
+    stack, repo = ecr["stack"], ecr["repo"]
+    extra = {"ecr_image_tag_mutability": "MUTABLE", "ecr_image_moving_tag": "latest"}
+    client = ecr_client(stack)
+    arn = client.describe_repositories(repositoryNames=[repo])["repositories"][0]["repositoryArn"]
+    client.put_image_scanning_configuration(repositoryName=repo, imageScanningConfiguration={"scanOnPush": False})
+    client.tag_resource(resourceArn=arn, tags=[{"Key": "Environment", "Value": "drifted"}, {"Key": "Extra", "Value": "x"}])
+    # Point latest at another image of the repository (an older content-hash tag), as a manual push would.
+    current = ecr.get("tag") or ecr["run"](**extra, _check=True).facts("ecr_image__tag")
+    other = next(tag for tag in registry_tags(stack, repo) if tag not in (current, "latest"))
+    status, headers, body = registry_get(stack, f"/v2/{repo}/manifests/{other}")
+    assert status == 200
+    put = urllib.request.Request(f"http://{stack.registry_address()}/v2/{repo}/manifests/latest", data=body, method="PUT",
+                                 headers={"Content-Type": headers["Content-Type"]})
+    urllib.request.urlopen(put, timeout=10).close()
+    moved = headers["Docker-Content-Digest"]
+
+    recorder = stack.MotoRecorder().start()
+    check = ecr["run"](**extra, _check=True, _diff=True)
+    assert check.rc == 0, check.failed_messages
+    assert sorted(changed(check)) == sorted(WRITES), check.changed_tasks
+    assert mutating(recorder.calls()) == []
+    assert registry_get(stack, f"/v2/{repo}/manifests/latest")[1]["Docker-Content-Digest"] == moved
+    assert client.describe_repositories(repositoryNames=[repo])["repositories"][0]["imageScanningConfiguration"]["scanOnPush"] is False
+
+    result = ecr["run"](**extra)
+    assert result.rc == 0, result.failed_messages
+    assert sorted(changed(result)) == sorted(WRITES), result.changed_tasks
+    assert client.describe_repositories(repositoryNames=[repo])["repositories"][0]["imageScanningConfiguration"]["scanOnPush"] is True
+    tags = {t["Key"]: t["Value"] for t in client.list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert tags == {"Project": "prefect-elt", "Environment": "local", "ManagedBy": "ansible"}
+    _, hash_headers, _ = registry_get(stack, f"/v2/{repo}/manifests/{current}")
+    assert registry_get(stack, f"/v2/{repo}/manifests/latest")[1]["Docker-Content-Digest"] == hash_headers["Docker-Content-Digest"]
+    again = ecr["run"](**extra)
+    assert again.rc == 0 and again.changed_tasks == [], again.changed_tasks
+
+
+# The role's write tasks: each runs only when the reader finds its resource out of sync.
+WRITES = ["Create or update the ECR repository", "Tag the ECR repository", "Put the manifest under the moving tag"]
 
 
 def test_teardown_keeps_images_without_the_data_opt_in(ecr):
