@@ -86,6 +86,7 @@ def main() -> int:
         "prefect_flow_ecs_cluster": "bench", "prefect_flow_image": "bench:latest", "prefect_flow_health_checks": [],
         "prefect_flow_auth_string_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench",
         "prefect_flow_task_role_path": f"/bench-{suffix}/flows/" if args.task_roles else "",
+        "prefect_flow_default_task_role_name": "",  # the pool's default flow-run task role: not measured here
         "prefect_flow_results_bucket": f"bench-results-{suffix}",
     }
 

@@ -213,4 +213,10 @@ CASES = [
     BadInput("image-uri-without-tag", {"ecr_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/flow"},
              "ecr_image_uri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/flow", "explicit tag or digest"),
     BadInput("builder-unknown", {"ecr_image_builder": "kaniko"}, "ecr_image_builder", "kaniko", "podman"),
+    # --- the task roles of flow runs (issue #17) -------------------------------------------------
+    # "/" would let the worker pass every role of the account, and prune every role not in the catalogue.
+    BadInput("flow-task-role-path-root", {"prefect_flow_task_role_path": "/"}, "prefect_flow_task_role_path", "got '/'",
+             "IAM path below /"),
+    BadInput("default-task-role-and-arn", {"prefect_flow_task_role_arn": "arn:aws:iam::210987654321:role/mine"},
+             "prefect_flow_task_role_arn", "arn:aws:iam::210987654321:role/mine", "not both"),
 ]

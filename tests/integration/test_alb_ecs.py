@@ -51,9 +51,10 @@ def test_create_makes_everything_and_exports_facts(deployed):
     for key in ("alb__arn", "alb__dns_name", "alb__security_group_id", "alb__target_group_arn"):
         assert deployed.facts(key), key
     for key in ("cluster_name", "cluster_arn", "service_name", "worker_security_group_id", "execution_role_arn",
-                "worker_task_role_arn", "flow_run_task_role_arn", "secret_arn", "log_group_name",
-                "task_definition_arn"):
+                "worker_task_role_arn", "secret_arn", "log_group_name", "task_definition_arn"):
         assert deployed.facts(f"ecs_fargate_agent__{key}"), key
+    # The task roles flow runs act as are the prefect_flow role's, absent here: the worker role makes none.
+    assert deployed.facts("ecs_fargate_agent__flow_run_task_role_arn") is None
     # The credential never reaches the output.
     assert CREDENTIAL not in deployed.stdout
 
@@ -168,7 +169,15 @@ def test_audit_shape(deployed, local_stack):
     assert [(p["FromPort"], p["ToPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
             for p in worker_sg["IpPermissions"]] == [(PORT, PORT, [alb_sg], [])]
 
-    for role in (f"{NAME}-worker-task", f"{NAME}-flow-run-task", f"{NAME}-execution"):
+    # The worker role owns the execution and worker roles only; the worker may pass the execution role and the
+    # flow-run task roles under the flow path (none here), nothing else.
+    assert sorted(r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)) == [
+        f"{NAME}-execution", f"{NAME}-worker-task"]
+    worker_policy = iam.get_role_policy(RoleName=f"{NAME}-worker-task", PolicyName="prefect-ecs-worker")["PolicyDocument"]
+    [pass_role] = [st for st in worker_policy["Statement"] if st["Action"] == "iam:PassRole"]
+    account = client(local_stack, "sts").get_caller_identity()["Account"]
+    assert pass_role["Resource"] == [f"arn:aws:iam::{account}:role/{NAME}-execution", f"arn:aws:iam::{account}:role/{NAME}/flows/*"]
+    for role in (f"{NAME}-worker-task", f"{NAME}-execution"):
         for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
             document = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
             for statement in document["Statement"]:

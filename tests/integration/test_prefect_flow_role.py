@@ -3,6 +3,9 @@ idempotent re-run with zero AWS and Prefect writes; changing one flow (parameter
 its deployment; removing an entry deletes its deployment (unless opted out), never a deployment that is not
 the stack's; delete removes every deployment of the stack and the pool, nothing else.
 
+The pool's default flow-run task role is this role's: one made the way the ecs_fargate_agent role made it before
+(a stack deployed by that version) is adopted as it is (same role, not recreated), and delete removes it.
+
 moto stands in for what the other roles make (bucket, network): created here with boto3.
 """
 
@@ -91,7 +94,8 @@ def world(local_stack, tmp_path_factory):
         "prefect_flow_subnet_ids": [subnet],
         "prefect_flow_security_group_ids": [sg],
         "prefect_flow_execution_role_arn": "arn:aws:iam::123456789012:role/it-execution",
-        "prefect_flow_task_role_arn": "arn:aws:iam::123456789012:role/it-flow-run",
+        "prefect_flow_default_task_role_name": f"it-{suffix}-flow-run-task",
+        "prefect_flow_default_task_role_results_prefix": "adhoc/",
         "prefect_flow_image": "127.0.0.1:5000/flow:it",
         "prefect_flow_auth_string_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:it",
         "prefect_flow_log_group": f"/it/{suffix}",
@@ -102,6 +106,20 @@ def world(local_stack, tmp_path_factory):
         "prefect_flow_task_role_path": f"/it-{suffix}/flows/",
         "prefect_flow_task_role_prefix": f"it-{suffix}-flow-",
     }
+    # The pool's default flow-run task role as the ecs_fargate_agent role made it before prefect_flow owned it.
+    account = boto3.client("sts", **kw).get_caller_identity()["Account"]
+    legacy = variables["prefect_flow_default_task_role_name"]
+    iam.create_role(RoleName=legacy, Path="/", Description=f"Task role of flow runs started by it-{suffix}: read flow code, write results",
+                    AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}),
+                    Tags=[{"Key": "Name", "Value": legacy}])
+    iam.put_role_policy(RoleName=legacy, PolicyName="prefect-flow-run", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Sid": "ListFlowCode", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{storage}"},
+            {"Sid": "ReadFlowCode", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{storage}/*"},
+            {"Sid": "WriteResultsUnderThePrefix", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+             "Resource": f"arn:aws:s3:::{results}/results/*"}]}))
     yield variables, s3, digest_dir, suffix, iam
     stack_helpers.run_playbook(PLAYBOOK, extra_vars={**variables, "prefect_flow_state": "absent"})
 
@@ -118,6 +136,8 @@ def test_catalogue_converge_change_one_remove_one_teardown(world):
     elt_name, digest_name = f"top-gainers-elt/it-{suffix}", f"gainers-digest/it-{suffix}"
     stack_tag = variables["prefect_flow_stack_tag"]
     storage = variables["prefect_flow_storage_bucket"]
+    default_role = variables["prefect_flow_default_task_role_name"]
+    legacy = iam.get_role(RoleName=default_role)["Role"]
 
     # check mode on nothing registered yet: succeeds, uploads and registers nothing
     run = converge(variables, check=True)
@@ -166,6 +186,15 @@ def test_catalogue_converge_change_one_remove_one_teardown(world):
         pool = api(f"/work_pools/{variables['prefect_flow_work_pool_name']}")
         defaults = {k: v.get("default") for k, v in pool["base_job_template"]["variables"]["properties"].items()}
         assert pool["type"] == "ecs" and defaults["cluster"] == variables["prefect_flow_ecs_cluster"]
+        # the pool's default flow-run task role: the legacy one adopted (same RoleId, path /), now this role's
+        adopted = iam.get_role(RoleName=default_role)["Role"]
+        assert (adopted["RoleId"], adopted["Path"]) == (legacy["RoleId"], "/")
+        assert adopted["Description"].startswith("Default task role of the flow runs of work pool ")
+        assert defaults["task_role_arn"] == adopted["Arn"]
+        default_statements = {st["Sid"]: st for st in iam.get_role_policy(
+            RoleName=default_role, PolicyName="prefect-flow-run")["PolicyDocument"]["Statement"]}
+        assert default_statements["WriteResultsUnderThePrefix"]["Resource"] == f"arn:aws:s3:::{results}/adhoc/*"
+        assert default_statements["ReadFlowCode"]["Resource"] == f"arn:aws:s3:::{storage}/*"
         assert defaults["cloudwatch_logs_options"]["awslogs-create-group"] == "false"
 
         # second run: nothing changes, no mutating AWS call, no Prefect write, deployments not touched
@@ -224,6 +253,7 @@ def test_catalogue_converge_change_one_remove_one_teardown(world):
     assert not exists(f"/work_pools/{variables['prefect_flow_work_pool_name']}")
     assert exists(f"/deployments/{foreign['id']}")
     assert flow_roles() == {}
+    assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"] == default_role]
     run = converge(absent)
     assert run.changed_tasks == [], run.changed_tasks
     api(f"/deployments/{foreign['id']}", "DELETE")

@@ -14,6 +14,7 @@ own ECSWorker code on the pool's base job template as prefect_work_pool builds i
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import importlib.util
 import json
 import os
@@ -45,7 +46,8 @@ CASES = [
 ENV_OF = {"api_key": "PREFECT_API_KEY", "auth_string": "PREFECT_API_AUTH_STRING"}
 
 
-def job_variables(extra_vars: dict) -> dict:
+def wiring_facts(extra_vars: dict) -> dict:
+    """Every fact the wiring playbook sets (its last value)."""
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), PLAYBOOK, "-i", "inventories/dev",
@@ -53,11 +55,16 @@ def job_variables(extra_vars: dict) -> dict:
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     data = json.loads(proc.stdout[proc.stdout.index("{"):])
-    found = None
+    facts: dict = {}
     for play in data["plays"]:
         for task in play["tasks"]:
             for result in task["hosts"].values():
-                found = result.get("ansible_facts", {}).get("wiring_job_variables", found)
+                facts.update(result.get("ansible_facts", {}))
+    return facts
+
+
+def job_variables(extra_vars: dict) -> dict:
+    found = wiring_facts(extra_vars).get("wiring_job_variables")
     assert found is not None
     return found
 
@@ -127,3 +134,27 @@ def test_the_worker_role_exports_the_kind_the_wiring_playbook_uses():
     """The wiring playbook mirrors the create path's export: keep the two the same expression."""
     create = (REPO / "roles/ecs_fargate_agent/tasks/create.yml").read_text()
     assert re.search(r'ecs_fargate_agent__secret_kind: "\{\{ ecs_fargate_agent__secret_kind_wanted \}\}"', create)
+
+
+def test_the_worker_may_pass_exactly_the_roles_flow_runs_use():
+    """Issue #17: the flow-run task roles are prefect_flow's (per-flow ones under a path, the pool's default one by
+    name), the execution role the worker's; the worker's iam:PassRole names exactly those, wired in roles.yml."""
+    facts = wiring_facts(CASES[0][1])
+    variables = facts["wiring_job_variables"]
+    stack_name = facts["wiring_stack_name"]
+    account_roles = "arn:aws:iam::210987654321:role"
+    # The pool's default task role is the one prefect_flow makes, under the name the worker role used to give it.
+    assert variables["task_role_arn"] == f"{account_roles}/{stack_name}-flow-run-task"
+    assert variables["execution_role_arn"] == f"{account_roles}/{stack_name}-execution"
+    used = [variables["execution_role_arn"], variables["task_role_arn"], *facts["wiring_flow_task_roles"]]
+    assert len(facts["wiring_flow_task_roles"]) >= 2
+
+    policy = json.loads(facts["wiring_worker_policy"]) if isinstance(facts["wiring_worker_policy"], str) else facts["wiring_worker_policy"]
+    [statement] = [st for st in policy["Statement"] if st["Action"] == "iam:PassRole"]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    passed = statement["Resource"]
+    # every role a flow run uses is passable, and every grant is one of them or the per-flow path
+    assert all(any(fnmatch.fnmatchcase(arn, grant) for grant in passed) for arn in used), (used, passed)
+    flow_path = f"{account_roles}/{stack_name}/flows/*"
+    assert sorted(passed) == sorted([variables["execution_role_arn"], variables["task_role_arn"], flow_path])
+    assert all(arn.startswith(flow_path[:-1]) for arn in facts["wiring_flow_task_roles"])
