@@ -33,9 +33,12 @@ def test_prefect_name_error(name, error):
     assert (got == "") if error == "" else (error in got), got
 
 
-@pytest.mark.parametrize(("region", "ok"), [("us-east-1", True), ("eu-central-1", True), ("ap-southeast-2", True),
-                                             ("us-gov-west-1", True), ("eusc-de-east-1", True), ("us-east-1a", False),
-                                             ("us-est-1", False), ("", False), (None, False), ("US-EAST-1", False)])
+REGIONS = [("us-east-1", True), ("eu-central-1", True), ("ap-southeast-2", True), ("us-gov-west-1", True),
+           ("eusc-de-east-1", True), ("us-east-1a", False), ("us-est-1", False), ("", False), (None, False),
+           ("US-EAST-1", False)]
+
+
+@pytest.mark.parametrize(("region", "ok"), REGIONS)
 def test_region_error(region, ok):
     got = FILTERS["region_error"](region)
     assert (got == "") is ok, got
