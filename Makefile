@@ -56,8 +56,8 @@ test: setup ## Everything CI runs: lint, unit, integration, molecule (on the sui
 test-down: ## Stop the test suite's stack instance
 	@if [ -x $(PY) ]; then echo "test stack:"; $(TEST_STACK) down; fi
 
-test-fast: venv ## Unit tests only: no servers, seconds
-	$(PY) -m pytest -m "not integration and not molecule" $(PYTEST_ARGS)
+test-fast: venv ## Unit tests only: no servers, spread over the cores (pytest-xdist)
+	$(PY) -m pytest -m "not integration and not molecule" -n auto $(PYTEST_ARGS)
 
 lint: venv ## yamllint + ansible-lint (profile production) + ansible-test sanity
 	yamllint -s .
