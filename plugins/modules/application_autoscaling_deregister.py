@@ -15,8 +15,6 @@ description:
     the target's scaling policies (and their CloudWatch alarms) and scheduled actions with it.
   - C(community.aws.application_autoscaling_policy) with C(state=absent) deletes one policy and leaves the scalable
     target registered; this module removes the target itself. Registration is that module's job.
-author:
-  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
     support: full
@@ -25,6 +23,7 @@ attributes:
     support: full
     description: Shows the target's capacity and policy names before and nothing after.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - dataops.prefect_fargate.application_autoscaling
   - amazon.aws.common.modules
   - amazon.aws.region.modules

@@ -16,16 +16,8 @@ description:
     capacity and the policy with what it wants before it writes, in check mode too.
   - C(community.aws.application_autoscaling_policy) registers the target and puts the policy but writes even in
     check mode and has no info counterpart; this module is that counterpart.
-author:
-  - Prefect Fargate maintainers (@dataops)
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.read_only
   - dataops.prefect_fargate.application_autoscaling
   - amazon.aws.common.modules
   - amazon.aws.region.modules

@@ -69,20 +69,14 @@ options:
     description: Remove tags not in O(tags) (keys starting with C(aws:) are never removed).
     type: bool
     default: true
-author:
-  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying the target.
-    support: full
     details: Predicts C(changed) and the diff from the read alone; no write call is made.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
 notes:
   - IAM actions are C(ec2:DescribeFlowLogs) and, for changes, C(ec2:CreateFlowLogs), C(ec2:DeleteFlowLogs),
     C(ec2:CreateTags), C(ec2:DeleteTags), and C(iam:PassRole) on O(deliver_logs_permission_arn).
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

@@ -24,19 +24,11 @@ options:
     description:
       - AWS account ID of the registry. Defaults to the account of the credentials.
     type: str
-author:
-  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.no_diff
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying the target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 """
 
 EXAMPLES = r"""

@@ -33,20 +33,14 @@ options:
     description: Remove tags that are not in I(tags).
     type: bool
     default: true
-author:
-  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying the target.
-    support: full
     details: On a repository that does not exist yet (check mode before its creation) it predicts a change.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
 """
 
 EXAMPLES = r"""

@@ -21,16 +21,8 @@ options:
     type: str
     choices: [enabled, disabled, enhanced]
     required: true
-author:
-  - Prefect Fargate maintainers (@dataops)
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying the target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

@@ -16,21 +16,13 @@ description:
     The Prefect ECS worker registers one family per deployment (C(prefect_<pool>_<deployment id>)),
     so teardown has to find them by prefix (ListTaskDefinitionFamilies + ListTaskDefinitions).
   - Read-only.
-author:
-  - Prefect Fargate maintainers (@dataops)
 options:
   family_prefix:
     description: Prefix of the family names (C(familyPrefix) of ListTaskDefinitionFamilies).
     type: str
     required: true
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.read_only
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

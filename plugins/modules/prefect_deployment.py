@@ -26,9 +26,8 @@ description:
     O(stack_tag) among its tags, and with O(prune=true) the deployments carrying O(stack_tag) that are
     no longer listed are deleted. Deployments without that tag are never deleted. O(state=absent)
     deletes every deployment carrying O(stack_tag) and the listed ones.
-author:
-  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - dataops.prefect_fargate.prefect
 attributes:
   check_mode:

@@ -20,9 +20,8 @@ description:
   - Reads the pool first, compares the normalised state and writes only when something differs,
     so a re-run makes no API write and reports C(changed=false).
   - Optionally waits until a number of workers polling the pool are C(ONLINE).
-author:
-  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common
   - dataops.prefect_fargate.prefect
 attributes:
   check_mode:

@@ -23,9 +23,8 @@ description:
     poll. With O(wait_timeout) it polls internally.
   - AWS connection options come from C(module_defaults) of C(group/aws) (see notes) and the Prefect
     ones from C(group/dataops.prefect_fargate.prefect).
-author:
-  - Prefect Fargate maintainers (@dataops)
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.read_only
   - dataops.prefect_fargate.prefect
   - amazon.aws.common.modules
   - amazon.aws.region.modules

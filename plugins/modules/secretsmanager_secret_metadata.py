@@ -16,16 +16,8 @@ options:
     description: Name or ARN of the secret.
     type: str
     required: true
-author:
-  - Prefect Fargate maintainers (@dataops)
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying the target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.no_diff
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

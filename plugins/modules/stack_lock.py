@@ -52,16 +52,11 @@ options:
     description: Take the lock over even though another run holds it (once; use when that run is certainly gone).
     type: bool
     default: false
-author:
-  - Prefect Fargate maintainers (@dataops)
 attributes:
   check_mode:
     description: In check mode the lock is read, never written; a lock held by another run is reported as a warning.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.no_diff
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3

@@ -20,8 +20,6 @@ description:
     reader does not know or finds different is reported out of sync and the stock module decides (and
     reports the change, in check mode and with C(--diff) too).
   - Read-only. Readers live in C(plugins/module_utils/stack_state_<reader>.py).
-author:
-  - Prefect Fargate maintainers (@dataops)
 options:
   reader:
     description: Which role's resources to read.
@@ -50,14 +48,8 @@ options:
         C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py).
     type: dict
     required: true
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
 extends_documentation_fragment:
+  - dataops.prefect_fargate.common.read_only
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
