@@ -17,10 +17,8 @@ description:
     target registered; this module removes the target itself. Registration is that module's job.
 attributes:
   check_mode:
-    support: full
     description: Reports whether a target would be deregistered, without deregistering it.
   diff_mode:
-    support: full
     description: Shows the target's capacity and policy names before and nothing after.
 extends_documentation_fragment:
   - dataops.prefect_fargate.common

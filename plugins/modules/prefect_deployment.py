@@ -31,10 +31,8 @@ extends_documentation_fragment:
   - dataops.prefect_fargate.prefect
 attributes:
   check_mode:
-    support: full
     description: Predicts C(changed) and the resulting deployment without any write.
   diff_mode:
-    support: full
     description: Returns the managed fields before and after, with secret-looking values blanked.
 options:
   name:

@@ -25,10 +25,8 @@ extends_documentation_fragment:
   - dataops.prefect_fargate.prefect
 attributes:
   check_mode:
-    support: full
     description: Predicts C(changed) and the resulting pool without any write.
   diff_mode:
-    support: full
     description: Returns the pool before and after, with secret-looking values blanked.
 options:
   name:

@@ -31,10 +31,8 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 attributes:
   check_mode:
-    support: full
     description: Read-only; behaves the same in check mode.
   diff_mode:
-    support: none
     description: Nothing is changed, so there is nothing to diff.
 options:
   api_url:
