@@ -63,7 +63,8 @@ SITE_POINTS = [
     # The push in flight. A fixed delay missed it: a build from the layer cache plus the push took under 1 s in CI.
     KillPoint("Build and push with podman", "KILL", process="podman push", role="ecr_image"),
     KillPoint("Ensure the load balancer and its listeners", "KILL", role="alb"),  # security group and target group made
-    KillPoint("Ensure the task roles", "INT", item=2, role="ecs_fargate_agent"),
+    # The worker's two roles (execution, worker): after the first, the second not yet made.
+    KillPoint("Ensure the task roles", "INT", item=1, role="ecs_fargate_agent"),
     KillPoint("Tag the worker task definition", "KILL", role="ecs_fargate_agent"),  # a revision registered, not tagged
     # Right after CreateService. A delay into "Ensure the worker service" cannot aim at the call in flight:
     # ecs_service finished within 1.2 s here and the signal landed in the next role.
