@@ -20,6 +20,7 @@ Usage: local_stack.py up [SERVICE ...] | down | status | reset | env | clean
 Two instances never share a port or a state folder (LOCAL_STACK_INSTANCE, default "demo"):
   demo  what `make up` / `make demo` / `make site` use: state <repo>/.local-stack, the ports above
   test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180, fargate 5103)
+  test2 the suite's second worker: state <repo>/.local-stack-test2, each port + 200
 so `make test` never touches (or wipes) a deployed demo stack. Each variable still overrides one value.
 
 Only processes recorded in our pid files are ever stopped, never "by name".
@@ -52,7 +53,26 @@ INSTANCES = {
              "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003},
     "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
              "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103},
+    # The suite's second worker (`make test` runs the integration files on two instances at once).
+    "test2": {"state": ".local-stack-test2", "MOTO_PORT": 5200, "PREFECT_PORT": 4400, "FIXTURES_PORT": 5202,
+              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203},
 }
+# The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2".
+TEST_INSTANCES = ("test", "test2")
+
+
+def test_instance(xdist_worker: str | None) -> str:
+    """The instance a test process runs on: "test" alone or as worker gw0, "test2" as gw1.
+
+    A worker past the last test instance has none: two workers on one instance would reset each other's
+    emulator and Prefect server, so the caller is refused instead (see tests/helpers/stack.py)."""
+    index = int(xdist_worker.removeprefix("gw")) if xdist_worker else 0
+    if index >= len(TEST_INSTANCES):
+        raise LookupError(f"pytest-xdist worker {xdist_worker} has no local-stack instance: run the integration "
+                          f"tests with at most -n {len(TEST_INSTANCES)}")
+    return TEST_INSTANCES[index]
+
+
 INSTANCE = os.environ.get("LOCAL_STACK_INSTANCE") or "demo"
 if INSTANCE not in INSTANCES:
     sys.exit(f"local-stack: LOCAL_STACK_INSTANCE={INSTANCE!r} is not one of {', '.join(INSTANCES)}")
@@ -80,6 +100,28 @@ def instance_env() -> dict[str, str]:
     """The variables that pin a process (ansible-playbook, pytest, molecule) to this instance."""
     return {"LOCAL_STACK_INSTANCE": INSTANCE, "LOCAL_STACK_STATE": str(STATE),
             **{f"{name.upper()}_PORT": str(number) for name, number in PORTS.items()}}
+
+
+def pin_test_instance(environ) -> str | None:
+    """Pin a test process and its children to its test instance, through `environ` (os.environ).
+
+    The instance is LOCAL_STACK_INSTANCE if the caller set it, else test_instance() of the pytest-xdist
+    worker; each variable the caller set still wins. The variables pinned here are listed in
+    LOCAL_STACK_PINNED, so a worker started by an already pinned pytest (xdist's controller) drops its
+    parent's instance instead of taking it for the caller's. Returns why there is no instance, or None."""
+    for name in environ.pop("LOCAL_STACK_PINNED", "").split(","):
+        environ.pop(name, None)
+    try:
+        name, missing = environ.get("LOCAL_STACK_INSTANCE") or test_instance(environ.get("PYTEST_XDIST_WORKER")), None
+    except LookupError as error:  # unit tests may run on more workers than there are instances
+        name, missing = "test", str(error)
+    spec = INSTANCES[name]
+    values = {"LOCAL_STACK_INSTANCE": name,
+              "LOCAL_STACK_STATE": str(Path(environ.get("LOCAL_STACK_STATE") or REPO / spec["state"]).resolve()),
+              **{key: environ.get(key) or str(spec[key]) for key in spec if key.endswith("_PORT")}}
+    environ["LOCAL_STACK_PINNED"] = ",".join(key for key in values if key not in environ)
+    environ.update(values)
+    return missing
 
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"

@@ -10,6 +10,7 @@ leaves deployed; MOTO_PORT, PREFECT_PORT, ... set by the caller still win.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,14 +28,13 @@ STACK_SCRIPT = REPO / "scripts" / "local_stack.py"
 
 
 def _pin_test_instance() -> None:
-    """Export the test instance's state folder and ports, for this process and every child it starts."""
-    os.environ.setdefault("LOCAL_STACK_INSTANCE", "test")
-    out = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], capture_output=True, text=True,
-                         check=True).stdout
-    for line in out.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        if key.startswith("LOCAL_STACK_") or key.endswith("_PORT"):
-            os.environ[key] = value
+    """Export the test instance's state folder and ports, for this process and every child it starts
+    (worker gw1 of `make test` runs on "test2": scripts/local_stack.py pin_test_instance)."""
+    spec = importlib.util.spec_from_file_location("local_stack_pin", STACK_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    spec.loader.exec_module(script)
+    script.pin_test_instance(os.environ)
 
 
 _pin_test_instance()

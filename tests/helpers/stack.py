@@ -1,7 +1,7 @@
 """Test helpers for the local stack: endpoints, emulator reset, request recording, playbook runs.
 
-The suite runs on its own instance of the local stack (LOCAL_STACK_INSTANCE=test: own state folder,
-own ports), never on the demo stack `make demo` leaves deployed. Importing this module pins the
+The suite runs on its own instances of the local stack (LOCAL_STACK_INSTANCE=test, and test2 for the
+second pytest-xdist worker: own state folders, own ports), never on the demo stack `make demo` leaves deployed. Importing this module pins the
 process and every child (ansible-playbook, molecule) to that instance through the environment; a
 variable set by the caller (e.g. MOTO_PORT) still wins.
 """
@@ -37,7 +37,9 @@ def _load_stack_script():
     return module
 
 
-os.environ.setdefault("LOCAL_STACK_INSTANCE", "test")
+# Alone or as pytest-xdist worker gw0 the suite runs on "test", as gw1 on "test2" (`make test` runs two
+# workers). The script binds its instance when loaded: load it once to pin the process, then for real.
+_NO_INSTANCE = _load_stack_script().pin_test_instance(os.environ)
 local_stack_script = _load_stack_script()
 os.environ.update(local_stack_script.instance_env())
 
@@ -117,6 +119,8 @@ def _online_workers(pool: str) -> list[dict]:
 
 
 def ensure_stack_up() -> None:
+    if _NO_INSTANCE:
+        raise RuntimeError(_NO_INSTANCE)
     result = stack("up", check=False)
     if result.returncode != 0:
         raise RuntimeError(f"local stack did not start:\n{result.stdout}\n{result.stderr}")
@@ -157,8 +161,9 @@ def api(path: str, method: str = "GET", body: dict | None = None):
 def reset_prefect() -> None:
     """Empty the suite's Prefect server (deployments, work pools, flows): "an empty account" on the
     Prefect side, like reset_moto() on the AWS side. Only ever the suite's own instance."""
-    if os.environ.get("LOCAL_STACK_INSTANCE") != "test":
-        raise RuntimeError("reset_prefect() only empties the test instance (LOCAL_STACK_INSTANCE=test)")
+    if os.environ.get("LOCAL_STACK_INSTANCE") not in local_stack_script.TEST_INSTANCES:
+        raise RuntimeError("reset_prefect() only empties a test instance (LOCAL_STACK_INSTANCE="
+                           f"{' or '.join(local_stack_script.TEST_INSTANCES)})")
     for kind, key in (("deployments", "id"), ("work_pools", "name"), ("flows", "id")):
         while page := prefect_api("POST", f"/{kind}/filter", {"limit": 200}):  # the API pages results
             for item in page:

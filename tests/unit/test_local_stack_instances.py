@@ -9,8 +9,10 @@ import sys
 
 from tests.helpers.stack import STACK_SCRIPT, local_stack_script
 
+import pytest
+
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "PYTEST_XDIST_WORKER")
 
 
 def instance_env(**overrides: str) -> dict[str, str]:
@@ -31,9 +33,19 @@ def test_suite_and_demo_instances_are_disjoint():
     assert ports(demo) & ports(suite) == set()
 
 
+def test_the_second_test_worker_has_its_own_instance():
+    """`make test` runs two pytest-xdist workers at once, each resetting its own emulator and Prefect server."""
+    demo, first, second = (instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2"))
+    assert second["LOCAL_STACK_STATE"] not in (demo["LOCAL_STACK_STATE"], first["LOCAL_STACK_STATE"])
+    assert ports(second) & (ports(demo) | ports(first)) == set()
+    assert [local_stack_script.test_instance(w) for w in (None, "gw0", "gw1")] == ["test", "test", "test2"]
+    with pytest.raises(LookupError, match="worker gw2 has no local-stack instance: .* at most -n 2"):
+        local_stack_script.test_instance("gw2")
+
+
 def test_importing_the_test_helpers_pins_the_suite_to_its_instance():
-    assert os.environ["LOCAL_STACK_INSTANCE"] == "test"
-    assert local_stack_script.instance_env() == {k: os.environ[k] for k in INSTANCE_VARIABLES}
+    assert os.environ["LOCAL_STACK_INSTANCE"] == local_stack_script.test_instance(os.environ.get("PYTEST_XDIST_WORKER"))
+    assert local_stack_script.instance_env() == {k: os.environ[k] for k in local_stack_script.instance_env()}
 
 
 def test_one_variable_overrides_one_value():
@@ -45,7 +57,7 @@ def test_unknown_instance_is_refused():
     env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}
     proc = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], env={**env, "LOCAL_STACK_INSTANCE": "prod"},
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test" in proc.stderr
+    assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test, test2" in proc.stderr
 
 
 def test_the_flow_package_tests_pin_the_test_instance_too():
@@ -57,3 +69,27 @@ def test_the_flow_package_tests_pin_the_test_instance_too():
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=STACK_SCRIPT.parents[1],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["test", "5100", "4300"]
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTEST_XDIST_WORKER": "gw1"},
+                          cwd=STACK_SCRIPT.parents[1], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["test2", "5200", "4400"]
+
+
+def test_a_worker_drops_the_instance_its_controller_pinned_but_keeps_the_callers_values():
+    """xdist's controller process pins "test" and its workers inherit that environment: worker gw1 must still
+    land on "test2", while a port the caller set stays the caller's."""
+    caller = {"PATH": "/usr/bin", "FIXTURES_PORT": "5999"}
+    controller = dict(caller)
+    assert local_stack_script.pin_test_instance(controller) is None
+    assert controller["LOCAL_STACK_INSTANCE"] == "test" and controller["MOTO_PORT"] == "5100"
+    worker = {**controller, "PYTEST_XDIST_WORKER": "gw1"}
+    assert local_stack_script.pin_test_instance(worker) is None
+    assert (worker["LOCAL_STACK_INSTANCE"], worker["MOTO_PORT"], worker["FIXTURES_PORT"]) == ("test2", "5200", "5999")
+    assert worker["LOCAL_STACK_STATE"].endswith(".local-stack-test2")
+    again = dict(worker)
+    local_stack_script.pin_test_instance(again)
+    assert again == worker
+    third = {**controller, "PYTEST_XDIST_WORKER": "gw2"}
+    assert "at most -n 2" in local_stack_script.pin_test_instance(third)
+    chosen = {**caller, "LOCAL_STACK_INSTANCE": "test", "PYTEST_XDIST_WORKER": "gw1"}  # the caller's choice wins
+    local_stack_script.pin_test_instance(chosen)
+    assert chosen["LOCAL_STACK_INSTANCE"] == "test"
