@@ -29,6 +29,7 @@ spec (built by roles/alb/tasks/create.yml):
 from __future__ import annotations
 
 from ansible_collections.amazon.aws.plugins.module_utils.elbv2 import _group_listeners
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, tag_dict
 
 try:
     from botocore.exceptions import ClientError
@@ -36,16 +37,10 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-def _tags(items):
-    return {t["Key"]: t["Value"] for t in items or [] if not t["Key"].startswith("aws:")}
-
 
 def _out(resource_id, why):
     return {"id": resource_id or "", "in_sync": not why, "why": ", ".join(why)}
 
-
-def _code(exc):
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 def permissions(perms):
@@ -105,7 +100,7 @@ def read_security_group(ec2, vpc_id, want, vpc_cidr=""):
         why.append("ingress rules")
     if want.get("egress") is not None and permissions(group.get("IpPermissionsEgress")) != wanted_rules(want["egress"], vpc_cidr):
         why.append("egress rules")
-    if _tags(group.get("Tags")) != dict(want.get("tags") or {}):
+    if tag_dict(group.get("Tags")) != dict(want.get("tags") or {}):
         why.append("tags")
     return _out(group["GroupId"], why)
 
@@ -118,7 +113,7 @@ def read_subnets(ec2, subnet_ids):
     try:
         subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=list(subnet_ids))["Subnets"]
     except ClientError as exc:
-        if _code(exc) != "InvalidSubnetID.NotFound":
+        if error_code(exc) != "InvalidSubnetID.NotFound":
             raise
         subnets = ec2.describe_subnets(aws_retry=True, Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}])["Subnets"]
     return [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
@@ -141,7 +136,7 @@ def read_alb(client, spec):
     try:
         groups = elb.describe_target_groups(aws_retry=True, Names=[want["name"]])["TargetGroups"]
     except ClientError as exc:
-        if _code(exc) != "TargetGroupNotFound":
+        if error_code(exc) != "TargetGroupNotFound":
             raise
         groups = []
     if groups:
@@ -159,7 +154,7 @@ def read_alb(client, spec):
         if attributes.get("deregistration_delay.timeout_seconds") != str(want["deregistration_delay"]):
             why.append("deregistration delay")
         tags = elb.describe_tags(aws_retry=True, ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
-        if _tags(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
+        if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
             why.append("tags")
         result["target_group"] = dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
 
@@ -167,7 +162,7 @@ def read_alb(client, spec):
     try:
         balancers = elb.describe_load_balancers(aws_retry=True, Names=[want["name"]])["LoadBalancers"]
     except ClientError as exc:
-        if _code(exc) != "LoadBalancerNotFound":
+        if error_code(exc) != "LoadBalancerNotFound":
             raise
         balancers = []
     if balancers:
@@ -185,7 +180,7 @@ def read_alb(client, spec):
             if attributes.get(key, "") != str(value):
                 why.append(key)
         tags = elb.describe_tags(aws_retry=True, ResourceArns=[arn])["TagDescriptions"]
-        if _tags(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
+        if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
             why.append("tags")
         current = []
         for page in elb.get_paginator("describe_listeners").paginate(LoadBalancerArn=arn):

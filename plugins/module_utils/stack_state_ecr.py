@@ -28,6 +28,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_p
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.ecr_registry import open_registry
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, json_document
 
 try:
     from botocore.exceptions import ClientError
@@ -35,12 +36,6 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-def _code(exc):
-    return exc.response.get("Error", {}).get("Code", "")
-
-
-def _policy(value):
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def read_repository(ecr, spec):
@@ -50,7 +45,7 @@ def read_repository(ecr, spec):
     try:
         repo = ecr.describe_repositories(aws_retry=True, repositoryNames=[name], **registry)["repositories"][0]
     except ClientError as exc:
-        if _code(exc) != "RepositoryNotFoundException":
+        if error_code(exc) != "RepositoryNotFoundException":
             raise
         repo = None
     if repo is None:
@@ -72,11 +67,11 @@ def read_repository(ecr, spec):
         try:
             text = ecr.get_lifecycle_policy(aws_retry=True, repositoryName=name, **registry).get("lifecyclePolicyText")
         except ClientError as exc:
-            if _code(exc) != "LifecyclePolicyNotFoundException":
+            if error_code(exc) != "LifecyclePolicyNotFoundException":
                 raise
             text = None
         current["lifecycle_policy"] = json.loads(text) if text else None
-        if not current["lifecycle_policy"] or compare_policies(current["lifecycle_policy"], _policy(spec["lifecycle_policy"])):
+        if not current["lifecycle_policy"] or compare_policies(current["lifecycle_policy"], json_document(spec["lifecycle_policy"])):
             why.append("lifecycle policy")
     state = {"repository": {"exists": True, "arn": repo["repositoryArn"], "uri": repo.get("repositoryUri", ""),
                             "in_sync": not why, "why": ", ".join(why), "current": current}}

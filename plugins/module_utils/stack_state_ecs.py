@@ -45,6 +45,7 @@ import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_security_group, read_subnets
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, json_document
 
 try:
     from botocore.exceptions import ClientError
@@ -52,12 +53,6 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-def _code(exc):
-    return exc.response.get("Error", {}).get("Code", "")
-
-
-def _doc(value):
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _out(why, **extra):
@@ -72,7 +67,7 @@ def read_secret(sm, name):
     try:
         secret = sm.describe_secret(aws_retry=True, SecretId=name)
     except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return {"exists": False, "arn": ""}
         raise
     return {"exists": secret.get("DeletedDate") is None, "arn": secret.get("ARN", "")}
@@ -108,7 +103,7 @@ def read_queue(sqs, want):
     try:
         url = sqs.get_queue_url(aws_retry=True, QueueName=want["name"])["QueueUrl"]
     except ClientError as exc:
-        if _code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
             return _out(["not found"], url="", arn="", sqs_managed_sse_enabled=False, kms_master_key_id="")
         raise
     attributes = sqs.get_queue_attributes(aws_retry=True, QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -119,7 +114,7 @@ def read_queue(sqs, want):
         if str(attributes.get(key, "")).lower() != str(value).lower():
             why.append(key)
     for key, wanted in (("Policy", want.get("policy")), ("RedrivePolicy", want.get("redrive_policy"))):
-        if wanted is not None and compare_policies(json.loads(attributes.get(key, "{}")), _doc(wanted)):
+        if wanted is not None and compare_policies(json.loads(attributes.get(key, "{}")), json_document(wanted)):
             why.append(key)
     tags = sqs.list_queue_tags(aws_retry=True, QueueUrl=url).get("Tags", {})
     if tags != dict(want.get("tags") or {}):
@@ -133,13 +128,13 @@ def read_rule(events, want):
     try:
         rule = events.describe_rule(aws_retry=True, Name=want["name"])
     except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return _out(["not found"], arn="")
         raise
     why = []
     if rule.get("State") != "ENABLED":
         why.append("state")
-    if _doc(rule.get("EventPattern") or "null") != _doc(want["event_pattern"]):
+    if json_document(rule.get("EventPattern") or "null") != json_document(want["event_pattern"]):
         why.append("event pattern")
     if rule.get("Description") != want.get("description"):
         why.append("description")
@@ -157,7 +152,7 @@ def read_task_definition(ecs, family):
     try:
         found = ecs.describe_task_definition(aws_retry=True, taskDefinition=family, include=["TAGS"])
     except ClientError as exc:
-        if _code(exc) in ("ClientException", "InvalidParameterException"):
+        if error_code(exc) in ("ClientException", "InvalidParameterException"):
             return {"arn": "", "definition": {}, "tags": {}}
         raise
     definition = found.get("taskDefinition") or {}

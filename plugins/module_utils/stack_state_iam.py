@@ -20,18 +20,15 @@ path_roles, in_sync}.
 
 from __future__ import annotations
 
-import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import json_document
 
 try:
     from botocore.exceptions import ClientError
 except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
-
-def _doc(value):
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _missing(exc):
@@ -58,7 +55,7 @@ def read_iam(iam, spec):
         if current_tags != dict(want.get("tags") or {}):
             why.append("tags")
         if want.get("assume_role_policy_document") is not None and compare_policies(
-                _doc(role.get("AssumeRolePolicyDocument") or {}), _doc(want["assume_role_policy_document"])):
+                json_document(role.get("AssumeRolePolicyDocument") or {}), json_document(want["assume_role_policy_document"])):
             why.append("trust policy")
         if want.get("description") is not None and role.get("Description") != want["description"]:
             why.append("description")
@@ -76,7 +73,7 @@ def read_iam(iam, spec):
                     out["policies"][policy] = {"in_sync": False, "why": "not found"}
                     continue
                 raise
-            differs = compare_policies(_doc(current), _doc(document))
+            differs = compare_policies(json_document(current), json_document(document))
             out["policies"][policy] = {"in_sync": not differs, "why": "document" if differs else ""}
     for out in roles.values():
         out["policies_in_sync"] = all(p["in_sync"] for p in out["policies"].values())

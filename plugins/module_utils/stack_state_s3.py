@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code
 
 try:
     from botocore.exceptions import ClientError
@@ -30,16 +31,13 @@ except ImportError:
 PUBLIC_ACCESS = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
-def _code(exc):
-    return exc.response.get("Error", {}).get("Code", "")
-
 
 def _read(call, missing, **params):
     """The answer of one read, or None when the API says the setting does not exist (codes in `missing`)."""
     try:
         return call(aws_retry=True, **params)
     except ClientError as exc:
-        if _code(exc) in missing:
+        if error_code(exc) in missing:
             return None
         raise
 

@@ -18,11 +18,8 @@ spec (built by roles/vpc/tasks/create.yml):
 from __future__ import annotations
 
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import tag_dict
 
-
-def _tags(items):
-    """AWS tag list -> dict, without the aws: tags nobody can set (purge_tags leaves them alone too)."""
-    return {t["Key"]: t["Value"] for t in items or [] if not t["Key"].startswith("aws:")}
 
 
 def _filters(**values):
@@ -32,7 +29,7 @@ def _filters(**values):
 
 def _snake(item):
     out = camel_dict_to_snake_dict(item, ignore_list=["Tags"])
-    out["tags"] = _tags(item.get("Tags"))
+    out["tags"] = tag_dict(item.get("Tags"))
     return out
 
 
@@ -46,7 +43,7 @@ def _detached_gateways(ec2, name, tags):
     want = dict(tags, Name="%s-igw" % name)
     found = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"tag:Name": want["Name"]}))["InternetGateways"]
     return [g["InternetGatewayId"] for g in found
-            if not g.get("Attachments") and all(_tags(g.get("Tags")).get(k) == v for k, v in want.items())]
+            if not g.get("Attachments") and all(tag_dict(g.get("Tags")).get(k) == v for k, v in want.items())]
 
 
 def read_vpc(ec2, spec):
@@ -85,7 +82,7 @@ def read_vpc(ec2, spec):
     dns_hostnames = ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames")
     want = dict(tags, Name=name)
     why = []
-    if _tags(vpc.get("Tags")) != want:
+    if tag_dict(vpc.get("Tags")) != want:
         why.append("tags")
     if not dns_support["EnableDnsSupport"]["Value"]:
         why.append("DNS support")
@@ -110,7 +107,7 @@ def read_vpc(ec2, spec):
         if any(a.get("Ipv6CidrBlockState", {}).get("State") in ("associated", "associating")
                for a in found.get("Ipv6CidrBlockAssociationSet") or []):
             why.append("IPv6 CIDR")
-        if _tags(found.get("Tags")) != dict(tags, Name=subnet["name"], Tier=subnet["tier"]):
+        if tag_dict(found.get("Tags")) != dict(tags, Name=subnet["name"], Tier=subnet["tier"]):
             why.append("tags")
         result["subnets"][subnet["name"]] = _out(found["SubnetId"], not why, ", ".join(why))
         ids_by_name[subnet["name"]] = found["SubnetId"]
@@ -119,7 +116,7 @@ def read_vpc(ec2, spec):
     igw_id = ""
     if len(igws) == 1:
         igw_id = igws[0]["InternetGatewayId"]
-        tags_ok = _tags(igws[0].get("Tags")) == dict(tags, Name="%s-igw" % name)
+        tags_ok = tag_dict(igws[0].get("Tags")) == dict(tags, Name="%s-igw" % name)
         result["internet_gateway"] = _out(igw_id, tags_ok, "tags")
     elif not igws:
         result["internet_gateway"]["detached"] = _detached_gateways(ec2, name, tags)
@@ -143,7 +140,7 @@ def read_vpc(ec2, spec):
             why = []
             if found[0]["State"] != "available":
                 why.append("state %s" % found[0]["State"])
-            if _tags(found[0].get("Tags")) != dict(tags, Name=nat_name):
+            if tag_dict(found[0].get("Tags")) != dict(tags, Name=nat_name):
                 why.append("tags")
             result["nats"][nat_name] = _out(found[0]["NatGatewayId"], not why, ", ".join(why))
             nat_by_az[az] = found[0]["NatGatewayId"]
@@ -164,7 +161,7 @@ def read_vpc(ec2, spec):
             if endpoint.get("State", "").lower() in ("deleting", "deleted", "failed", "rejected", "expired"):
                 continue
             if "" not in task_tables and sorted(endpoint.get("RouteTableIds") or []) == sorted(task_tables):
-                tags_ok = _tags(endpoint.get("Tags")) == dict(tags, Name="%s-s3" % name)
+                tags_ok = tag_dict(endpoint.get("Tags")) == dict(tags, Name="%s-s3" % name)
                 result["s3_endpoint"] = _out(endpoint["VpcEndpointId"], tags_ok, "tags")
                 break
     return _finish(result)
@@ -172,12 +169,12 @@ def read_vpc(ec2, spec):
 
 def _route_table(tables, want_tags, want_route, subnet_ids, purge_routes):
     """One route table as ec2_vpc_route_table (lookup: tag, purge_subnets, purge_tags) would converge it."""
-    matches = [t for t in tables if all(_tags(t.get("Tags")).get(k) == v for k, v in want_tags.items())]
+    matches = [t for t in tables if all(tag_dict(t.get("Tags")).get(k) == v for k, v in want_tags.items())]
     if len(matches) != 1:
         return _out("", False, "%d tables match the tags" % len(matches))
     table = matches[0]
     why = []
-    if _tags(table.get("Tags")) != want_tags:
+    if tag_dict(table.get("Tags")) != want_tags:
         why.append("tags")
     target = [v for k, v in want_route.items() if k != "DestinationCidrBlock"][0]
     routes = table.get("Routes") or []

@@ -21,13 +21,14 @@ from urllib.parse import urlparse
 
 import boto3
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from moto import mock_aws
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils import ecr_registry
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecr import read_ecr
 from ansible_collections.dataops.prefect_fargate.plugins.modules import ecr_image_tag
 from ansible_collections.dataops.prefect_fargate.plugins.modules import stack_state_info
+
+from tests.helpers.module_runner import run_module
 
 REPO = "stack/flow"
 TAGS = {"Project": "p", "Environment": "t"}
@@ -264,40 +265,19 @@ def test_reader_fails_on_a_registry_error_without_the_login(aws, registry):
 
 
 # ------------------------------------------------------------------------------ modules (main)
-class Exit(Exception):
-    def __init__(self, result: dict, failed: bool):
-        super().__init__(result)
-        self.result, self.failed = result, failed
-
-
-def run_module(module, args: dict, ecr) -> Exit:
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, **kwargs):
-        raise Exit(kwargs, True)
-
-    base = "ansible_collections.amazon.aws.plugins.module_utils.modules.AnsibleAWSModule"
-    with patch_module_args({"region": "us-east-1", **args}), \
-            mock.patch(f"{base}.client", return_value=Client(ecr)), \
-            mock.patch(f"{base}.exit_json", exit_json), \
-            mock.patch(f"{base}.fail_json", fail_json), \
-            pytest.raises(Exit) as caught:
-        module.main()
-    return caught.value
 
 
 def test_stack_state_info_runs_the_ecr_reader(aws, registry):
     converge(aws)
     registry.put(REPO, "abc", manifest(1))
-    out = run_module(stack_state_info, {"reader": "ecr", "spec": spec(registry)}, aws)
+    out = run_module(stack_state_info, {"reader": "ecr", "spec": spec(registry)}, Client(aws))
     assert not out.failed, out.result
     assert out.result["changed"] is False and out.result["state"]["in_sync"] is True
     assert PASSWORD not in json.dumps(out.result)
     registry.blobs.clear()
     registry.tags.clear()
     with mock.patch.object(ecr_registry, "decode_token", return_value=("AWS", "wrong-password")):
-        out = run_module(stack_state_info, {"reader": "ecr", "spec": spec(registry)}, aws)
+        out = run_module(stack_state_info, {"reader": "ecr", "spec": spec(registry)}, Client(aws))
     assert out.failed and "401" in out.result["msg"] and "wrong-password" not in out.result["msg"]
 
 
@@ -308,7 +288,7 @@ def tag_args(registry, **extra):
 def test_image_tag_moves_the_tag_and_then_changes_nothing(aws, registry):
     digest = registry.put(REPO, "abc", manifest(1))
     old = registry.put(REPO, "latest", manifest(2))
-    out = run_module(ecr_image_tag, {**tag_args(registry, source=digest, tag="latest"), "_ansible_diff": True}, aws)
+    out = run_module(ecr_image_tag, {**tag_args(registry, source=digest, tag="latest"), "_ansible_diff": True}, Client(aws))
     assert not out.failed, out.result
     assert out.result["changed"] is True
     assert (out.result["digest"], out.result["previous_digest"]) == (digest, old)
@@ -316,14 +296,14 @@ def test_image_tag_moves_the_tag_and_then_changes_nothing(aws, registry):
     assert registry.tags[REPO]["latest"] == digest
     assert [(m, p) for m, p, _ in registry.writes()] == [("PUT", f"/v2/{REPO}/manifests/latest")]
     assert PASSWORD not in json.dumps(out.result)
-    again = run_module(ecr_image_tag, tag_args(registry, source="abc", tag="latest"), aws)
+    again = run_module(ecr_image_tag, tag_args(registry, source="abc", tag="latest"), Client(aws))
     assert again.result["changed"] is False and again.result["digest"] == digest
     assert len(registry.writes()) == 1
 
 
 def test_image_tag_in_check_mode_predicts_without_writing(aws, registry):
     digest = registry.put(REPO, "abc", manifest(1))
-    out = run_module(ecr_image_tag, {**tag_args(registry, source="abc", tag="latest"), "_ansible_check_mode": True}, aws)
+    out = run_module(ecr_image_tag, {**tag_args(registry, source="abc", tag="latest"), "_ansible_check_mode": True}, Client(aws))
     assert not out.failed and out.result["changed"] is True
     assert (out.result["digest"], out.result["previous_digest"]) == (digest, "")
     assert registry.writes() == [] and "latest" not in registry.tags[REPO]
@@ -331,9 +311,9 @@ def test_image_tag_in_check_mode_predicts_without_writing(aws, registry):
 
 def test_image_tag_reads_a_digest_and_fails_on_a_missing_source(aws, registry):
     digest = registry.put(REPO, "abc", manifest(1))
-    out = run_module(ecr_image_tag, tag_args(registry, source="abc"), aws)
+    out = run_module(ecr_image_tag, tag_args(registry, source="abc"), Client(aws))
     assert not out.failed and out.result == {"changed": False, "digest": digest, "previous_digest": "", "registry": registry.address}
-    out = run_module(ecr_image_tag, tag_args(registry, source="missing", tag="latest"), aws)
+    out = run_module(ecr_image_tag, tag_args(registry, source="missing", tag="latest"), Client(aws))
     assert out.failed and "stack/flow:missing is not in the registry" in out.result["msg"]
     assert registry.writes() == []
 
@@ -346,5 +326,5 @@ def test_image_tag_fails_when_the_registry_re_serialises_the_manifest(aws, regis
         return original(repo, tag, body + b"\n", ctype)
 
     registry.put = reformat
-    out = run_module(ecr_image_tag, tag_args(registry, source=digest, tag="latest"), aws)
+    out = run_module(ecr_image_tag, tag_args(registry, source=digest, tag="latest"), Client(aws))
     assert out.failed and "re-serialised" in out.result["msg"]

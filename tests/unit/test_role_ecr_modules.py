@@ -9,37 +9,14 @@ import json
 from unittest import mock
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from botocore.exceptions import ClientError
 
 from ansible_collections.dataops.prefect_fargate.plugins.modules import ecr_authorization_token as token_mod
 from ansible_collections.dataops.prefect_fargate.plugins.modules import ecr_repository_tags as tags_mod
 
+from tests.helpers.module_runner import run_module
+
 ARN = "arn:aws:ecr:us-east-1:123456789012:repository/prefect-flow"
-
-
-class Exit(Exception):
-    def __init__(self, result: dict, failed: bool):
-        super().__init__(result)
-        self.result, self.failed = result, failed
-
-
-def run_module(module, args: dict, client: mock.Mock) -> Exit:
-    """Run module.main() with args and a fake boto3 client; returns what it exited with."""
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, **kwargs):
-        raise Exit(kwargs, True)
-
-    base = "ansible_collections.amazon.aws.plugins.module_utils.modules.AnsibleAWSModule"
-    with patch_module_args({"region": "us-east-1", **args}), \
-            mock.patch(f"{base}.client", return_value=client), \
-            mock.patch(f"{base}.exit_json", exit_json), \
-            mock.patch(f"{base}.fail_json", fail_json), \
-            pytest.raises(Exit) as caught:
-        module.main()
-    return caught.value
 
 
 def client_error(code: str) -> ClientError:
