@@ -37,10 +37,8 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-
 def _out(resource_id, why):
     return {"id": resource_id or "", "in_sync": not why, "why": ", ".join(why)}
-
 
 
 def permissions(perms):

@@ -36,8 +36,6 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-
-
 def read_repository(ecr, spec):
     """The repository as ecs_ecr compares it, and its tags as ecr_repository_tags does."""
     name = spec["repository_name"]

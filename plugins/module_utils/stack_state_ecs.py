@@ -53,8 +53,6 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-
-
 def _out(why, **extra):
     return dict(extra, in_sync=not why, why=", ".join(why))
 

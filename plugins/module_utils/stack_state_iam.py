@@ -30,7 +30,6 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 
-
 def _missing(exc):
     return exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "NoSuchEntityException")
 

@@ -31,7 +31,6 @@ except ImportError:
 PUBLIC_ACCESS = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
-
 def _read(call, missing, **params):
     """The answer of one read, or None when the API says the setting does not exist (codes in `missing`)."""
     try:

@@ -21,7 +21,6 @@ from ansible.module_utils.common.dict_transformations import camel_dict_to_snake
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import tag_dict
 
 
-
 def _filters(**values):
     return [{"Name": k.replace("_", "-") if not k.startswith("tag") else k, "Values": v if isinstance(v, list) else [v]}
             for k, v in values.items()]
