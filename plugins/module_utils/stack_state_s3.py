@@ -14,6 +14,7 @@ spec:
              object_ownership, tags}]   (public access: all four blocks on)
   lifecycle: [{bucket, id, state (present|absent), abort_incomplete_multipart_upload_days,
                noncurrent_version_expiration_days, expiration_days, transition_days, storage_class}]
+  stored: {bucket, prefixes: [...]}   (optional: returns state.stored = {bucket_exists, keys}, see read_stored)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, tag_dict
 
 try:
     from botocore.exceptions import ClientError
@@ -94,7 +95,7 @@ def read_s3(s3, spec):
         elif current_policy:
             why.append("policy")
         tagging = _read(s3.get_bucket_tagging, ("NoSuchTagSet", "NoSuchTagSetError"), Bucket=name)
-        tags = {t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", []) if not t["Key"].startswith("aws:")}
+        tags = tag_dict((tagging or {}).get("TagSet"))
         if tags != dict(want.get("tags") or {}):
             why.append("tags")
         # What the settings are and would be, for a check-mode diff (the policy is left out: too long to read).
@@ -124,4 +125,23 @@ def read_s3(s3, spec):
             same = current == lifecycle_rule(want)
             lifecycle[key] = {"in_sync": same, "why": "" if same else ("rule differs" if current else "rule missing")}
     in_sync = all(b["in_sync"] for b in buckets.values()) and all(r["in_sync"] for r in lifecycle.values())
-    return {"buckets": buckets, "lifecycle": lifecycle, "in_sync": in_sync}
+    out = {"buckets": buckets, "lifecycle": lifecycle, "in_sync": in_sync}
+    if spec.get("stored"):
+        out["stored"] = read_stored(s3, spec["stored"])
+    return out
+
+
+def read_stored(s3, want):
+    """Whether the bucket exists and the keys stored under each prefix (every page), in one process: what
+    prefect_flow uploads only when missing. Not a setting, so it never makes the reader out of sync."""
+    bucket = want["bucket"]
+    if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=bucket) is None:
+        return {"bucket_exists": False, "keys": []}
+    keys = []
+    for prefix in want.get("prefixes") or []:
+        page = {"IsTruncated": True}
+        while page.get("IsTruncated"):
+            token = {"ContinuationToken": page["NextContinuationToken"]} if page.get("NextContinuationToken") else {}
+            page = s3.list_objects_v2(aws_retry=True, Bucket=bucket, Prefix=prefix, **token)
+            keys += [item["Key"] for item in page.get("Contents") or []]
+    return {"bucket_exists": True, "keys": keys}

@@ -36,7 +36,8 @@ options:
       - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
         C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
         C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
-        C(transition_days), C(storage_class)).
+        C(transition_days), C(storage_class)), and optionally C(stored) (C(bucket), C(prefixes)): the keys stored
+        under those prefixes.
       - For C(alb) the keys C(subnet_ids), C(security_group) (C(name), C(ingress), C(egress), C(tags)), C(target_group)
         (C(name), C(protocol), C(port), C(target_type), C(health_check), C(attributes), C(tags)) and C(load_balancer)
         (C(name), C(listeners), C(attributes), C(tags)); see C(plugins/module_utils/stack_state_alb.py).
@@ -103,7 +104,7 @@ state:
     - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
       C(task_definition), C(service) and C(in_sync).
     - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
-      C(in_sync), C(why)) and C(in_sync).
+      C(in_sync), C(why)), C(in_sync) and, with C(stored) in the spec, C(stored) (C(bucket_exists), C(keys)).
   returned: always
   type: dict
 """

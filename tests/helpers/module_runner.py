@@ -13,6 +13,19 @@ from ansible.module_utils.testing import patch_module_args
 AWS_MODULE = "ansible_collections.amazon.aws.plugins.module_utils.modules.AnsibleAWSModule"
 
 
+class Client:
+    """A boto3 client as AnsibleAWSModule hands it out: its calls accept (and drop) aws_retry=."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr) or name == "get_paginator":
+            return attr
+        return lambda *a, aws_retry=None, **kw: attr(*a, **kw)
+
+
 class Exit(Exception):
     """How the module ended: exit_json (failed False) or fail_json (failed True), with its result."""
 

@@ -28,7 +28,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 from ansible_collections.dataops.prefect_fargate.plugins.modules import ecr_image_tag
 from ansible_collections.dataops.prefect_fargate.plugins.modules import stack_state_info
 
-from tests.helpers.module_runner import run_module
+from tests.helpers.module_runner import Client, run_module
 
 REPO = "stack/flow"
 TAGS = {"Project": "p", "Environment": "t"}
@@ -132,17 +132,6 @@ class Stub:
 
     def writes(self):
         return [r for r in self.requests if r[0] not in ("GET", "HEAD")]
-
-
-class Client:
-    """A boto3 client as AnsibleAWSModule hands it out (accepts aws_retry=)."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        attr = getattr(self._client, name)
-        return (lambda *a, aws_retry=None, **kw: attr(*a, **kw)) if callable(attr) else attr
 
 
 @pytest.fixture

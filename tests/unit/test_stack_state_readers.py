@@ -15,23 +15,13 @@ from moto import mock_aws
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb, wanted_rules
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
+
+from tests.helpers.module_runner import Client
 
 TAGS = {"Project": "p", "Environment": "t"}
 NAME = "stack"
-
-
-class Client:
-    """A boto3 client as AnsibleAWSModule hands it out (accepts aws_retry=)."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        attr = getattr(self._client, name)
-        if not callable(attr) or name == "get_paginator":
-            return attr
-        return lambda *a, aws_retry=None, **kw: attr(*a, **kw)
 
 
 def _tag_list(tags):
@@ -443,3 +433,16 @@ def test_ecs_agent_reader_leaves_the_count_alone_when_autoscaling_owns_it(ecs_aw
     state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], desired_count=""))
     assert state["service"]["in_sync"], state["service"]
     assert state["service"]["desired_count"] == 4
+
+
+def test_s3_reader_lists_the_stored_keys_under_each_prefix_across_pages(aws):
+    s3 = boto3.client("s3")
+    want = {"stored": {"bucket": "code", "prefixes": ["flows/a/1/", "flows/b/2/"]}}
+    assert read_s3(Client(s3), want)["stored"] == {"bucket_exists": False, "keys": []}
+    s3.create_bucket(Bucket="code")
+    keys = [f"flows/a/1/f{n:04d}.py" for n in range(1001)] + ["flows/b/2/flow.py"]  # a listing page holds 1000
+    for key in keys + ["flows/b/1/old.py", "results/x.csv"]:
+        s3.put_object(Bucket="code", Key=key, Body=b"x")
+    state = read_s3(Client(s3), want)
+    assert state["stored"] == {"bucket_exists": True, "keys": keys}
+    assert state["in_sync"] is True and state["buckets"] == {}  # stored keys are facts, not settings
