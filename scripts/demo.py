@@ -116,7 +116,8 @@ def list_catalogue(summary: dict) -> list[dict]:
 def main() -> None:
     total_start = time.monotonic()
     site_seconds = run_site()
-    summary_file = REPO / ".cache" / "prefect-elt-local-summary.json"
+    # inventories/local's stack_summary_file: the instance's state folder (scripts/local_stack.py).
+    summary_file = Path(os.environ.get("LOCAL_STACK_STATE") or REPO / ".local-stack") / "prefect-elt-local-summary.json"
     summary = json.loads(summary_file.read_text())
     runs = []
     for dep in list_catalogue(summary):

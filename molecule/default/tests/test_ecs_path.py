@@ -25,7 +25,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 COMPLETE_BOUND_S = 180
 # Task STOPPED -> EventBridge -> SQS -> observer (long-polls the queue) -> Crashed.
@@ -33,8 +32,8 @@ CRASH_BOUND_S = 120
 
 
 def summary() -> dict:
-    name = os.environ.get("STACK_NAME", "prefect-elt-local")
-    return json.loads((REPO / ".cache" / f"{name}-summary.json").read_text())
+    """What site.yml saved (verify.yml passes the inventory's stack_summary_file)."""
+    return json.loads(Path(os.environ["STACK_SUMMARY_FILE"]).read_text())
 
 
 def prefect(method: str, path: str, body: dict | None = None):
