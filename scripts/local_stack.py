@@ -285,7 +285,8 @@ def prepare_postgres() -> None:
          "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
         cwd=POSTGRES_DIR, capture_output=True, text=True, **as_postgres_user())
     if proc.returncode != 0:
-        sys.exit(f"local-stack: postgres: initdb of {POSTGRES_DATA} failed:\n{proc.stdout}{proc.stderr}")
+        sys.exit(f"local-stack: postgres: initdb of {POSTGRES_DATA} failed (run as root, the `postgres` user must be able "
+                 f"to enter every folder above it):\n{proc.stdout}{proc.stderr}")
 
 
 def registry_config() -> Path:

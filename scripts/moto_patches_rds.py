@@ -235,12 +235,14 @@ def _claim_names(pg: LocalPostgres, arn: str, username: str, db_name: str | None
     if username == pg.admin or username.startswith("pg_"):
         raise _rds_error("InvalidParameterValue", f"MasterUsername {username} cannot be used as it is a reserved word "
                          "used by the engine")
-    catalog = pg.catalog()
     live = set(_live_instance_arns()) - {arn}
     for kind, name, parameter in (("roles", username, "MasterUsername"), ("databases", db_name, "DBName")):
-        if not name or name == DEFAULT_DATABASE and kind == "databases" or name not in catalog[kind]:
+        if not name or (kind == "databases" and name == DEFAULT_DATABASE):
             continue
-        owner = catalog[kind][name]
+        catalog = pg.catalog()[kind]  # read again: dropping a gone instance's role dropped its databases
+        if name not in catalog:
+            continue
+        owner = catalog[name]
         if owner is None or owner in live:
             holder = f"DB instance {owner}" if owner else "the local PostgreSQL server itself"
             raise _rds_error("InvalidParameterValue",
@@ -257,12 +259,13 @@ def rds_postgres_create_database() -> Undo:
     CREATEROLE, member of rds_superuser) has the master password (or the managed secret's); with DBName it
     also creates that database, without DBName no database beyond `postgres`.
     moto 5.2: records the instance; no server, nothing accepts the master user's login.
-    Patch (when LOCAL_STACK_POSTGRES_PORT names the local server): create the master role with that password,
+    Patch: when LOCAL_STACK_POSTGRES_PORT names the local server, create the master role with that password,
     allowed to create in `postgres`, and the DBName database owned by it; both marked with the instance's ARN.
     A failure (name taken by another live instance, server down) fails the call and leaves no instance."""
     from moto.rds.models import RDSBackend
 
     original = RDSBackend.create_db_instance
+    original_delete = RDSBackend.delete_db_instance
 
     def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
         database = original(self, db_kwargs)
@@ -278,12 +281,15 @@ def rds_postgres_create_database() -> Undo:
             if not password:
                 raise _rds_error("InvalidParameterValue", "The parameter MasterUserPassword is not a valid password "
                                  "because it is empty (or set ManageMasterUserPassword).")
-            _claim_names(pg, database.db_instance_arn, username, database.db_name)
-            pg.create_master(database.db_instance_arn, username, password, database.db_name)
+            try:
+                _claim_names(pg, database.db_instance_arn, username, database.db_name)
+                pg.create_master(database.db_instance_arn, username, password, database.db_name)
+            except LocalPostgresUnavailable as err:
+                raise _rds_error("InsufficientDBInstanceCapacity", str(err)) from err
         except Exception:
-            self.databases.pop(database.db_instance_identifier, None)
-            if getattr(database, "manage_master_user_password", False):
-                database.master_user_secret.delete_secret()
+            # As if never created: moto's own delete also removes the managed secret and automated snapshots.
+            database.deletion_protection = False
+            original_delete(self, database.db_instance_identifier, skip_final_snapshot=True)
             raise
         database.local_postgres_port = pg.port
         database.local_postgres_password = password

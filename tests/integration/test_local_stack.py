@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def isolated_env(tmp_path):
     """A second stack on free ports with its own state folder, so the shared one is untouched."""
     env = {**os.environ, "LOCAL_STACK_STATE": str(tmp_path / "state")}
-    for name in ("MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT", "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT"):
+    for name in ("MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT", "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT",
+                 "POSTGRES_PORT"):
         env[name] = str(free_port())
     yield env
     subprocess.run([sys.executable, str(SCRIPT), "down"], env=env, capture_output=True)
