@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import urllib.parse
 import uuid
 
 import asyncpg
@@ -14,7 +17,7 @@ import boto3
 import pytest
 
 from scripts import moto_patches_rds
-from tests.helpers.stack import local_stack_script, moto_url, stack
+from tests.helpers.stack import VENV_BIN, local_stack_script, moto_url, stack, state_dir
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +133,33 @@ def test_a_master_username_another_live_instance_holds_is_refused(aws, server):
                 if d["MasterUsername"] == user] == [first]
     finally:
         rds.delete_db_instance(DBInstanceIdentifier=first, SkipFinalSnapshot=True)
+
+
+def test_prefect_server_migrates_its_database_as_the_master_user(aws, server):
+    """What the hosted Prefect server's task does first, with the managed secret's credentials (a generated
+    password has URL-reserved characters: the connection URL quotes them)."""
+    rds, secrets = aws
+    identifier, database = _names("pg-"), _names("prefect_")
+    instance = rds.create_db_instance(DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t4g.micro",
+                                      AllocatedStorage=20, MasterUsername=_names("prefect_"),
+                                      ManageMasterUserPassword=True, DBName=database)["DBInstance"]
+    try:
+        credentials = json.loads(secrets.get_secret_value(SecretId=instance["MasterUserSecret"]["SecretArn"])["SecretString"])
+        endpoint = instance["Endpoint"]
+        user, password = (urllib.parse.quote(credentials[key], safe="") for key in ("username", "password"))
+        url = f"postgresql+asyncpg://{user}:{password}@{endpoint['Address']}:{endpoint['Port']}/{database}"
+        env = {**os.environ, "PREFECT_API_DATABASE_CONNECTION_URL": url,
+               "PREFECT_HOME": str(state_dir() / "prefect-on-rds"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        proc = subprocess.run([str(VENV_BIN / "prefect"), "server", "database", "upgrade", "-y"], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and "Migrations succeeded" in proc.stdout, proc.stdout + proc.stderr
+        assert credentials["password"] not in proc.stdout + proc.stderr
+        tables = _query(endpoint, credentials["username"], credentials["password"], database,
+                        "select count(*) from pg_tables where tablename = 'flow_run'")
+        assert tables == [1]
+    finally:
+        rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
+    assert database not in server.catalog()["databases"]
 
 
 def test_reset_leaves_nothing_on_the_server(aws, server):
