@@ -28,8 +28,10 @@ LOCAL_STACK_POSTGRES_ADMIN (the cluster's superuser, trusted on the socket only)
 them to moto; without LOCAL_STACK_POSTGRES_PORT every patch keeps moto's behaviour (unit tests of other
 services, a moto started alone).
 
-Not stood in for: Multi-AZ, read replicas, backups and snapshots (restores get no database), parameter and
-option groups, IAM database authentication, TLS, engine versions (the server is PostgreSQL 15), storage.
+Not stood in for: Multi-AZ, read replicas (moto copies the primary: a replica reports the primary's endpoint,
+reads its database, and its delete leaves it), backups and snapshots (a restored instance gets no database),
+parameter and option groups, IAM database authentication, TLS, engine versions (the server is PostgreSQL 15),
+storage.
 All instances share one server: two live instances cannot have the same master username or DBName
 (refused with InvalidParameterValue naming the other instance), roles left by a stopped emulator are
 dropped when a new instance takes their name, when moto starts and on `local_stack.py reset`.
@@ -207,13 +209,21 @@ def _rds_error(code: str, message: str) -> Exception:
     return RDSClientError(code, message)
 
 
-def _live_instance_arns() -> Iterator[str]:
+def owns_local_database(database: Any) -> bool:
+    """True for an instance whose role and databases this patch created. Not for a read replica (moto copies
+    its primary, attributes included: it reads the primary's database), nor a restored instance."""
+    return getattr(database, "local_postgres_key", None) == id(database)
+
+
+def _live_owners() -> Iterator[str]:
+    """The marks (ARN at creation, kept through a rename) of the live instances with a local database."""
     from moto.rds.models import rds_backends
 
     for regions in list(rds_backends.values()):
         for backend in list(regions.values()):
             for database in list(backend.databases.values()):
-                yield database.db_instance_arn
+                if owns_local_database(database):
+                    yield database.local_postgres_owner
 
 
 def _is_standalone_postgres(database: Any) -> bool:
@@ -230,12 +240,12 @@ def master_password(database: Any) -> str | None:
     return database.__dict__.get("_master_user_password")
 
 
-def _claim_names(pg: LocalPostgres, arn: str, username: str, db_name: str | None) -> None:
+def _claim_names(pg: LocalPostgres, username: str, db_name: str | None) -> None:
     """Refuse names another live instance holds on the shared server; drop what a gone instance left."""
     if username == pg.admin or username.startswith("pg_"):
         raise _rds_error("InvalidParameterValue", f"MasterUsername {username} cannot be used as it is a reserved word "
                          "used by the engine")
-    live = set(_live_instance_arns()) - {arn}
+    live = set(_live_owners())
     for kind, name, parameter in (("roles", username, "MasterUsername"), ("databases", db_name, "DBName")):
         if not name or (kind == "databases" and name == DEFAULT_DATABASE):
             continue
@@ -270,7 +280,8 @@ def rds_postgres_create_database() -> Undo:
     def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
         database = original(self, db_kwargs)
         pg = local_postgres()
-        if pg is None or not _is_standalone_postgres(database):
+        # A restore (from a snapshot or a point in time) passes the source's attributes, ours too: no database.
+        if pg is None or not _is_standalone_postgres(database) or "local_postgres_owner" in db_kwargs:
             return database
         try:
             username = database.master_username
@@ -282,7 +293,7 @@ def rds_postgres_create_database() -> Undo:
                 raise _rds_error("InvalidParameterValue", "The parameter MasterUserPassword is not a valid password "
                                  "because it is empty (or set ManageMasterUserPassword).")
             try:
-                _claim_names(pg, database.db_instance_arn, username, database.db_name)
+                _claim_names(pg, username, database.db_name)
                 pg.create_master(database.db_instance_arn, username, password, database.db_name)
             except LocalPostgresUnavailable as err:
                 raise _rds_error("InsufficientDBInstanceCapacity", str(err)) from err
@@ -293,6 +304,8 @@ def rds_postgres_create_database() -> Undo:
             raise
         database.local_postgres_port = pg.port
         database.local_postgres_password = password
+        database.local_postgres_owner = database.db_instance_arn
+        database.local_postgres_key = id(database)
         return database
 
     return _replace(RDSBackend, "create_db_instance", create_db_instance)
@@ -366,7 +379,7 @@ def rds_postgres_master_password() -> Undo:
 
     def update(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        if not getattr(self, "local_postgres_port", None):
+        if not owns_local_database(self):
             return
         password = master_password(self)
         if password and password != getattr(self, "local_postgres_password", None):
@@ -382,7 +395,8 @@ def rds_postgres_master_password() -> Undo:
 def rds_postgres_delete_database() -> Undo:
     """AWS: DeleteDBInstance deletes the server and its data (bar a final snapshot).
     moto 5.2: forgets the instance; no server.
-    Patch: drop the instance's databases, what its master user owns in `postgres`, and the role."""
+    Patch: drop the instance's databases, what its master user owns in `postgres`, and the role (a read
+    replica's delete leaves its primary's)."""
     from moto.rds.models import RDSBackend
 
     original = RDSBackend.delete_db_instance
@@ -390,7 +404,7 @@ def rds_postgres_delete_database() -> Undo:
     def delete_db_instance(self: Any, *args: Any, **kwargs: Any) -> Any:
         database = original(self, *args, **kwargs)
         pg = local_postgres()
-        if pg is not None and getattr(database, "local_postgres_port", None):
+        if pg is not None and owns_local_database(database):
             pg.drop_master(database.master_username)
         return database
 
@@ -410,7 +424,7 @@ def rds_reset_drops_local_databases() -> Undo:
     def reset(self: Any) -> None:
         pg = local_postgres()
         for database in list(getattr(self, "databases", {}).values()):
-            if pg is not None and getattr(database, "local_postgres_port", None):
+            if pg is not None and owns_local_database(database):
                 try:
                     pg.drop_master(database.master_username)
                 except Exception as err:  # noqa: BLE001 - a reset must not fail on the side database

@@ -297,6 +297,37 @@ def test_delete_drops_the_role_and_database_with_the_patch(pg, patched):
     assert "prefect" not in pg.roles and "prefect" not in pg.databases
 
 
+def test_deleting_a_read_replica_leaves_its_primarys_database(pg, patched):
+    patched("rds_postgres_create_database", "rds_postgres_delete_database", "rds_postgres_master_password")
+    _create()
+    rds = boto3.client("rds")
+    rds.create_db_instance_read_replica(DBInstanceIdentifier="replica", SourceDBInstanceIdentifier="prefect-db")
+    rds.delete_db_instance(DBInstanceIdentifier="replica", SkipFinalSnapshot=True)
+    assert pg.calls == [("create_master", "prefect", "prefect")] and "prefect" in pg.roles
+
+
+def test_a_restored_instance_gets_no_database(pg, patched):
+    patched("rds_postgres_create_database", "rds_postgres_endpoint")
+    _create()
+    rds = boto3.client("rds")
+    rds.create_db_snapshot(DBInstanceIdentifier="prefect-db", DBSnapshotIdentifier="snap")
+    restored = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored",
+                                                       DBSnapshotIdentifier="snap")["DBInstance"]
+    assert pg.calls == [("create_master", "prefect", "prefect")]
+    assert restored["Endpoint"]["Address"].endswith(".amazonaws.com")
+
+
+def test_a_renamed_instance_keeps_its_names(pg, patched):
+    patched("rds_postgres_create_database", "rds_postgres_delete_database")
+    _create()
+    rds = boto3.client("rds")
+    rds.modify_db_instance(DBInstanceIdentifier="prefect-db", NewDBInstanceIdentifier="renamed", ApplyImmediately=True)
+    with pytest.raises(ClientError, match="MasterUsername 'prefect' is already taken"):
+        _create(identifier="second", db_name="other")
+    rds.delete_db_instance(DBInstanceIdentifier="renamed", SkipFinalSnapshot=True)
+    assert "prefect" not in pg.roles
+
+
 # --- rds_reset_drops_local_databases --------------------------------------------------------------
 
 
