@@ -361,11 +361,7 @@ def start(svc: Service) -> str:
         # Never restart silently: for moto that would wipe the emulated account.
         sys.exit(f"local-stack: {svc.name} (pid {record['pid']}) is running but not healthy at "
                  f"{svc.url}{svc.health_path}; see {svc.logfile}, or `make down && make up` to restart it.")
-    if port_in_use(svc.port):
-        sys.exit(
-            f"local-stack: port {HOST}:{svc.port} for {svc.name} is taken by a process this stack did not "
-            f"start. Stop it, or choose another port with {svc.name.upper()}_PORT=<port>."
-        )
+    refuse_taken_port(svc)
     if svc.name == "registry" and not Path(REGISTRY_BIN).exists():
         return "skipped (docker-registry not installed: apt-get install docker-registry)"
     if svc.name == "fargate":
@@ -401,6 +397,15 @@ def start(svc: Service) -> str:
         sys.exit(f"local-stack: {svc.name} did not become healthy at {svc.url}{svc.health_path} "
                  f"within {svc.timeout:.0f}s. Last log lines ({svc.logfile}):\n{tail}")
     return f"started (pid {proc.pid})"
+
+
+def refuse_taken_port(svc: Service) -> None:
+    """Exit when the port of a service we did not start (or whose process is gone) is taken."""
+    if not alive(read_pid(svc)) and port_in_use(svc.port):
+        sys.exit(
+            f"local-stack: port {HOST}:{svc.port} for {svc.name} is taken by a process this stack did not "
+            f"start. Stop it, or choose another port with {svc.name.upper()}_PORT=<port>."
+        )
 
 
 def wait_healthy(svc: Service, record: dict, quiet: bool = False) -> bool:
@@ -466,6 +471,9 @@ def ensure_base_image() -> str:
 
 def cmd_up(args: argparse.Namespace) -> None:
     wanted = args.services or [svc.name for svc in SERVICES] + ["base"]
+    for svc in SERVICES:  # every port first: a refusal starts nothing
+        if svc.name in wanted:
+            refuse_taken_port(svc)
     for svc in SERVICES:
         if svc.name in wanted:
             print(f"  {svc.name:<9} {svc.url:<24} {start(svc)}", flush=True)
