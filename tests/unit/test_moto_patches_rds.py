@@ -311,8 +311,8 @@ def test_a_restored_instance_gets_no_database(pg, patched):
     _create()
     rds = boto3.client("rds")
     rds.create_db_snapshot(DBInstanceIdentifier="prefect-db", DBSnapshotIdentifier="snap")
-    restored = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored",
-                                                       DBSnapshotIdentifier="snap")["DBInstance"]
+    restored = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored", DBSnapshotIdentifier="snap")
+    restored = restored["DBInstance"]
     assert pg.calls == [("create_master", "prefect", "prefect")]
     assert restored["Endpoint"]["Address"].endswith(".amazonaws.com")
 
@@ -355,7 +355,11 @@ def test_reset_drops_the_role_and_database_with_the_patch(pg, patched):
 def test_reset_happens_when_the_server_is_down(pg, patched, monkeypatch):
     patched("rds_postgres_create_database", "rds_reset_drops_local_databases")
     _create()
-    monkeypatch.setattr(pg, "drop_master", lambda _: (_ for _ in ()).throw(moto_patches_rds.LocalPostgresUnavailable("down")))
+
+    def down(username):
+        raise moto_patches_rds.LocalPostgresUnavailable(f"down, {username} stays")
+
+    monkeypatch.setattr(pg, "drop_master", down)
     _reset_rds()
     assert boto3.client("rds").describe_db_instances()["DBInstances"] == []
 
