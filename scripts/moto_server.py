@@ -2,7 +2,9 @@
 """moto's server with the local stack's patches (scripts/moto_patches.py) applied.
 
 Same command line as moto's own `moto_server` CLI (e.g. `-H 127.0.0.1 -p 5000`): it applies every
-patch, then hands the arguments to `moto.server.main`. scripts/local_stack.py starts moto through it.
+patch, drops what an earlier emulator left on the local PostgreSQL server (moto starts empty;
+scripts/moto_patches_rds.py), then hands the arguments to `moto.server.main`. scripts/local_stack.py
+starts moto through it.
 
 It also serves the Fargate stand-in's private channel to the ECS control plane (not an AWS API, like
 moto's own /moto-api/; JSON in, JSON out, never recorded by moto's request recorder):
