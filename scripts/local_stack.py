@@ -2,6 +2,8 @@
 """Start, stop and inspect the local stack: everything `inventories/local` talks to, on loopback.
 
 Services (each with a health check, a pid file and a log under the state folder):
+  postgres  PostgreSQL 15 (Debian): the     POSTGRES_PORT   (default 5004, 127.0.0.1 only)
+            database engine of the emulator's RDS PostgreSQL instances (scripts/moto_patches_rds.py)
   moto      AWS API emulator               MOTO_PORT       (default 5000)
   prefect   Prefect server, SQLite          PREFECT_PORT    (default 4200)
   fixtures  recorded CoinMarketCap + FX     FIXTURES_PORT   (default 5002)
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -50,12 +53,12 @@ HOST = "127.0.0.1"
 # Per instance: state folder and default ports. The test suite's instance is disjoint from the demo's.
 INSTANCES = {
     "demo": {"state": ".local-stack", "MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002,
-             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003},
+             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003, "POSTGRES_PORT": 5004},
     "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
-             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103},
+             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103, "POSTGRES_PORT": 5104},
     # The suite's second worker (`make test` runs the integration files on two instances at once).
     "test2": {"state": ".local-stack-test2", "MOTO_PORT": 5200, "PREFECT_PORT": 4400, "FIXTURES_PORT": 5202,
-              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203},
+              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203, "POSTGRES_PORT": 5204},
 }
 # The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2".
 TEST_INSTANCES = ("test", "test2")
@@ -93,6 +96,7 @@ PORTS = {
     "registry": port("REGISTRY_PORT"),
     "worker": port("WORKER_PORT"),
     "fargate": port("FARGATE_PORT"),
+    "postgres": port("POSTGRES_PORT"),
 }
 
 
@@ -125,6 +129,15 @@ def pin_test_instance(environ) -> str | None:
 
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+# PostgreSQL 15 (Debian's postgresql-15): the engine of the emulator's RDS postgres instances.
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_DIR = STATE / "postgres"  # mode 0700, the server's user's: data/, run/ (Unix socket), pg_hba.conf
+POSTGRES_DATA = POSTGRES_DIR / "data"
+POSTGRES_SOCKETS = POSTGRES_DIR / "run"
+POSTGRES_HBA = POSTGRES_DIR / "pg_hba.conf"
+# The cluster's superuser: trusted on the Unix socket only (a folder only its user and root can enter);
+# over TCP (127.0.0.1) every role logs in with its password (SCRAM). Not `postgres`: RDS master usernames may be.
+POSTGRES_ADMIN = "local_stack"
 
 
 @dataclass
@@ -133,6 +146,10 @@ class Service:
     health_path: str
     timeout: float
     env: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
+    # What `down` sends its process group first (then SIGKILL): PostgreSQL's fast shutdown is SIGINT, its
+    # SIGTERM waits for every client to disconnect.
+    stop_signal: int = signal.SIGTERM
 
     @property
     def port(self) -> int:
@@ -140,7 +157,7 @@ class Service:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     @property
     def pidfile(self) -> Path:
@@ -174,7 +191,18 @@ def aws_env() -> dict[str, str]:
     }
 
 
+def postgres_env() -> dict[str, str]:
+    """Where moto's RDS patch (scripts/moto_patches_rds.py) finds the local PostgreSQL server."""
+    return {
+        "LOCAL_STACK_POSTGRES_PORT": str(PORTS["postgres"]),
+        "LOCAL_STACK_POSTGRES_SOCKET_DIR": str(POSTGRES_SOCKETS),
+        "LOCAL_STACK_POSTGRES_ADMIN": POSTGRES_ADMIN,
+    }
+
+
 SERVICES = [
+    # First: moto's RDS patch creates the roles and databases of RDS postgres instances on it.
+    Service("postgres", "", 60, scheme="postgresql", stop_signal=signal.SIGINT),
     Service(
         "moto",
         # The dashboard page: /moto-api/data.json gets slow with state and can 500 after some deletes.
@@ -184,6 +212,7 @@ SERVICES = [
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
             "MOTO_RECORDER_FILEPATH": str(STATE / "moto_recording.jsonl"),
             "LOCAL_STACK_ECR_REGISTRY_URL": f"http://{HOST}:{PORTS['registry']}",
+            **postgres_env(),
         },
     ),
     Service("prefect", "/api/health", 90, prefect_env()),
@@ -209,7 +238,55 @@ def command(svc: Service) -> list[str]:
         return [REGISTRY_BIN, "serve", str(registry_config())]
     if svc.name == "fargate":
         return [sys.executable, str(REPO / "scripts" / "fargate_standin.py"), "--host", HOST, "--port", str(svc.port)]
+    if svc.name == "postgres":
+        return [str(POSTGRES_BIN / "postgres"), "-D", str(POSTGRES_DATA), "-p", str(svc.port),
+                "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={POSTGRES_SOCKETS}",
+                "-c", f"hba_file={POSTGRES_HBA}", "-c", "synchronous_commit=off"]
     raise ValueError(svc.name)
+
+
+def postgres_user() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root: run as root, the stack runs it as Debian's `postgres` user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        sys.exit("local-stack: postgres: PostgreSQL refuses to run as root and there is no `postgres` user "
+                 "(apt-get install postgresql-15 creates it)")
+
+
+def as_postgres_user() -> dict:
+    """subprocess keyword arguments running a command as postgres_user() (none when not root)."""
+    user = postgres_user()
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+
+
+def prepare_postgres() -> None:
+    """The server's folder (its user's, mode 0700), the client rules, and the cluster (initdb, once)."""
+    user = postgres_user()
+    for folder in (POSTGRES_DIR, POSTGRES_SOCKETS):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        if user:
+            os.chown(folder, user.pw_uid, user.pw_gid)
+    POSTGRES_HBA.write_text(
+        "# Written by scripts/local_stack.py at every start.\n"
+        f"local all {POSTGRES_ADMIN} trust\n"
+        "host  all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    if user:
+        os.chown(POSTGRES_HBA, user.pw_uid, user.pw_gid)
+    if (POSTGRES_DATA / "PG_VERSION").exists():
+        return
+    shutil.rmtree(POSTGRES_DATA, ignore_errors=True)  # an initdb that did not finish
+    proc = subprocess.run(
+        [str(POSTGRES_BIN / "initdb"), "-D", str(POSTGRES_DATA), "-U", POSTGRES_ADMIN, "--auth-local=trust",
+         "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
+        cwd=POSTGRES_DIR, capture_output=True, text=True, **as_postgres_user())
+    if proc.returncode != 0:
+        sys.exit(f"local-stack: postgres: initdb of {POSTGRES_DATA} failed (run as root, the `postgres` user must be able "
+                 f"to enter every folder above it):\n{proc.stdout}{proc.stderr}")
 
 
 def registry_config() -> Path:
@@ -238,6 +315,9 @@ def fargate_storage_conf() -> Path:
 
 
 def healthy(svc: Service) -> bool:
+    if svc.name == "postgres":
+        ready = [str(POSTGRES_BIN / "pg_isready"), "-q", "-h", HOST, "-p", str(svc.port), "-t", "2"]
+        return subprocess.run(ready, stdin=subprocess.DEVNULL, capture_output=True, check=False).returncode == 0
     try:
         with urllib.request.urlopen(svc.url + svc.health_path, timeout=2) as resp:
             return resp.status == 200
@@ -281,11 +361,7 @@ def start(svc: Service) -> str:
         # Never restart silently: for moto that would wipe the emulated account.
         sys.exit(f"local-stack: {svc.name} (pid {record['pid']}) is running but not healthy at "
                  f"{svc.url}{svc.health_path}; see {svc.logfile}, or `make down && make up` to restart it.")
-    if port_in_use(svc.port):
-        sys.exit(
-            f"local-stack: port {HOST}:{svc.port} for {svc.name} is taken by a process this stack did not "
-            f"start. Stop it, or choose another port with {svc.name.upper()}_PORT=<port>."
-        )
+    refuse_taken_port(svc)
     if svc.name == "registry" and not Path(REGISTRY_BIN).exists():
         return "skipped (docker-registry not installed: apt-get install docker-registry)"
     if svc.name == "fargate":
@@ -294,6 +370,12 @@ def start(svc: Service) -> str:
         fargate_storage_conf()
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "prefect").mkdir(exist_ok=True)
+    options: dict = {"cwd": REPO}
+    if svc.name == "postgres":
+        if not (POSTGRES_BIN / "postgres").exists():
+            return "skipped (PostgreSQL 15 not installed: apt-get install postgresql-15)"
+        prepare_postgres()
+        options = {"cwd": POSTGRES_DIR, **as_postgres_user()}
     env = {**os.environ, **svc.env}
     cmd = command(svc)
     log = svc.logfile.open("ab")
@@ -305,7 +387,7 @@ def start(svc: Service) -> str:
 
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=REPO, start_new_session=True, preexec_fn=child_setup,
+        start_new_session=True, preexec_fn=child_setup, **options,
     )
     record = {"pid": proc.pid, "cmd": cmd, "port": svc.port}
     svc.pidfile.write_text(json.dumps(record))
@@ -315,6 +397,15 @@ def start(svc: Service) -> str:
         sys.exit(f"local-stack: {svc.name} did not become healthy at {svc.url}{svc.health_path} "
                  f"within {svc.timeout:.0f}s. Last log lines ({svc.logfile}):\n{tail}")
     return f"started (pid {proc.pid})"
+
+
+def refuse_taken_port(svc: Service) -> None:
+    """Exit when the port of a service we did not start (or whose process is gone) is taken."""
+    if not alive(read_pid(svc)) and port_in_use(svc.port):
+        sys.exit(
+            f"local-stack: port {HOST}:{svc.port} for {svc.name} is taken by a process this stack did not "
+            f"start. Stop it, or choose another port with {svc.name.upper()}_PORT=<port>."
+        )
 
 
 def wait_healthy(svc: Service, record: dict, quiet: bool = False) -> bool:
@@ -336,7 +427,7 @@ def stop(svc: Service) -> str:
         svc.pidfile.unlink(missing_ok=True)
         return "not running (stale pid file removed)"
     pid = record["pid"]
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    for sig, wait in ((svc.stop_signal, 15), (signal.SIGKILL, 5)):
         try:
             os.killpg(pid, sig)  # the service and its children (own session, started by us)
         except ProcessLookupError:
@@ -380,6 +471,9 @@ def ensure_base_image() -> str:
 
 def cmd_up(args: argparse.Namespace) -> None:
     wanted = args.services or [svc.name for svc in SERVICES] + ["base"]
+    for svc in SERVICES:  # every port first: a refusal starts nothing
+        if svc.name in wanted:
+            refuse_taken_port(svc)
     for svc in SERVICES:
         if svc.name in wanted:
             print(f"  {svc.name:<9} {svc.url:<24} {start(svc)}", flush=True)
@@ -403,7 +497,8 @@ def cmd_status(_: argparse.Namespace) -> None:
         else:
             print(f"  {svc.name:<9} {svc.url:<24} stopped")
             ok &= (svc.name == "registry" and not Path(REGISTRY_BIN).exists()) \
-                or (svc.name == "fargate" and not shutil.which("buildah"))
+                or (svc.name == "fargate" and not shutil.which("buildah")) \
+                or (svc.name == "postgres" and not (POSTGRES_BIN / "postgres").exists())
     sys.exit(0 if ok else 1)
 
 
@@ -416,6 +511,15 @@ def cmd_reset(_: argparse.Namespace) -> None:
                                  headers={"Content-Type": "text/plain"})
     urllib.request.urlopen(off, timeout=10).close()
     print("  moto      state reset, IAM enforcement off")
+    # moto's reset dropped its instances' roles and databases (scripts/moto_patches_rds.py); this also drops
+    # what an earlier emulator (before a restart) left.
+    if alive(read_pid(next(svc for svc in SERVICES if svc.name == "postgres"))):
+        sys.path.insert(0, str(REPO))
+        from scripts import moto_patches_rds
+
+        pg = moto_patches_rds.LocalPostgres.from_env(postgres_env())
+        left = pg.drop_all() if pg else []
+        print(f"  postgres  dropped {', '.join(left)}" if left else "  postgres  nothing left by RDS instances")
 
 
 def cmd_clean(args: argparse.Namespace) -> None:

@@ -59,6 +59,10 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   Throttling / SlowDown in the request's protocol; switched at runtime through POST /_local_stack/faults).
   Application Auto Scaling (scripts/moto_patches_autoscaling.py): autoscaling_deregister_deletes_policies,
   autoscaling_put_policy_replaces_alarms.
+  RDS (scripts/moto_patches_rds.py; the local stack's PostgreSQL server is the engine of postgres instances):
+  rds_postgres_create_database, rds_postgres_endpoint, rds_managed_master_secret,
+  rds_rotate_master_user_password, rds_postgres_master_password, rds_postgres_delete_database,
+  rds_reset_drops_local_databases.
 
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.
@@ -1822,6 +1826,13 @@ except ImportError:
     import moto_patches_autoscaling  # type: ignore[no-redef]
 
 PATCHES.update(moto_patches_autoscaling.PATCHES)
+# RDS: the local PostgreSQL server as the engine of postgres instances (scripts/moto_patches_rds.py).
+try:
+    from scripts import moto_patches_rds
+except ImportError:
+    import moto_patches_rds  # type: ignore[no-redef]
+
+PATCHES.update(moto_patches_rds.PATCHES)
 
 _APPLIED: dict[str, Undo] = {}
 

@@ -2,7 +2,9 @@
 """moto's server with the local stack's patches (scripts/moto_patches.py) applied.
 
 Same command line as moto's own `moto_server` CLI (e.g. `-H 127.0.0.1 -p 5000`): it applies every
-patch, then hands the arguments to `moto.server.main`. scripts/local_stack.py starts moto through it.
+patch, drops what an earlier emulator left on the local PostgreSQL server (moto starts empty;
+scripts/moto_patches_rds.py), then hands the arguments to `moto.server.main`. scripts/local_stack.py
+starts moto through it.
 
 It also serves the Fargate stand-in's private channel to the ECS control plane (not an AWS API, like
 moto's own /moto-api/; JSON in, JSON out, never recorded by moto's request recorder):
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import moto_patches  # noqa: E402  (the scripts folder is not a package)
 import moto_patches_delays  # noqa: E402
+import moto_patches_rds  # noqa: E402
 
 CHANNEL_PREFIX = "/_local_stack/fargate/"
 
@@ -86,6 +89,14 @@ def with_fargate_channel(dispatcher: type) -> type:
 def main(argv: list[str] | None = None) -> None:
     applied = moto_patches.apply_all()
     print(f"moto patches applied: {', '.join(applied)}", file=sys.stderr, flush=True)
+    # moto starts empty: what an earlier emulator left on the local PostgreSQL server goes too.
+    try:
+        dropped = moto_patches_rds.drop_leftovers()
+    except moto_patches_rds.LocalPostgresUnavailable as err:
+        print(f"moto_patches_rds: {err}", file=sys.stderr, flush=True)
+    else:
+        if dropped:
+            print(f"moto_patches_rds: dropped leftovers {', '.join(dropped)}", file=sys.stderr, flush=True)
     import moto.server
 
     moto.server.DomainDispatcherApplication = with_fargate_channel(moto.server.DomainDispatcherApplication)

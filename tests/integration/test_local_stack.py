@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,18 +21,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture()
-def isolated_env(tmp_path):
+def isolated_env():
     """A second stack on free ports with its own state folder, so the shared one is untouched."""
-    env = {**os.environ, "LOCAL_STACK_STATE": str(tmp_path / "state")}
-    for name in ("MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT", "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT"):
+    # Not under pytest's tmp_path (mode 0700 above it): run as root, PostgreSQL runs as `postgres` and must
+    # be able to enter the state folder.
+    state = Path(tempfile.mkdtemp(prefix="local-stack-isolated-"))
+    state.chmod(0o755)
+    env = {**os.environ, "LOCAL_STACK_STATE": str(state)}
+    for name in ("MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT", "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT",
+                 "POSTGRES_PORT"):
         env[name] = str(free_port())
     yield env
-    subprocess.run([sys.executable, str(SCRIPT), "down"], env=env, capture_output=True)
+    subprocess.run([sys.executable, str(SCRIPT), "clean"], env=env, capture_output=True)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 # Every service, but not the base image: importing 350 MB into each temporary state proves nothing
 # here (tests/integration/test_base_image.py covers it).
-SERVICES = ("up", "moto", "prefect", "fixtures", "registry", "fargate")
+SERVICES = ("up", "postgres", "moto", "prefect", "fixtures", "registry", "fargate")
 
 
 def run(env, *args):

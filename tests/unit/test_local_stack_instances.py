@@ -12,7 +12,7 @@ from tests.helpers.stack import STACK_SCRIPT, local_stack_script
 import pytest
 
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "PYTEST_XDIST_WORKER")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT", "PYTEST_XDIST_WORKER")
 
 
 def instance_env(**overrides: str) -> dict[str, str]:
@@ -31,6 +31,14 @@ def test_suite_and_demo_instances_are_disjoint():
     assert demo["LOCAL_STACK_INSTANCE"] == "demo" and demo["MOTO_PORT"] == "5000"
     assert demo["LOCAL_STACK_STATE"] != suite["LOCAL_STACK_STATE"]
     assert ports(demo) & ports(suite) == set()
+
+
+def test_every_instance_has_its_own_postgres_port():
+    """The local PostgreSQL server (the engine of RDS postgres instances) is per instance too."""
+    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2")}
+    assert {name: env["POSTGRES_PORT"] for name, env in envs.items()} == {"demo": "5004", "test": "5104", "test2": "5204"}
+    every = [port for env in envs.values() for port in ports(env)]
+    assert len(every) == len(set(every)) == 7 * len(envs)  # no port twice, within or across instances
 
 
 def test_the_second_test_worker_has_its_own_instance():
