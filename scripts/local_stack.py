@@ -32,6 +32,7 @@ State folder: LOCAL_STACK_STATE (default: the instance's folder).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pwd
@@ -40,6 +41,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -131,7 +133,22 @@ def pin_test_instance(environ) -> str | None:
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 # PostgreSQL 15 (Debian's postgresql-15): the engine of the emulator's RDS postgres instances.
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-POSTGRES_DIR = STATE / "postgres"  # mode 0700, the server's user's: data/, run/ (Unix socket), pg_hba.conf
+
+
+def _others_may_enter(folder: Path) -> bool:
+    """Whether a user who is neither owner nor group (Debian's `postgres`) can reach `folder`: o+x on every
+    existing folder down to it (the state folder itself is made 0755)."""
+    for part in [*reversed(folder.parents), folder]:
+        if part.exists() and not part.stat().st_mode & 0o001:
+            return False
+    return True
+
+
+# mode 0700, the server's user's: data/, run/ (Unix socket), pg_hba.conf. In the state folder, unless the
+# `postgres` user cannot reach it (a checkout under /root, a pytest tmp_path): then in the system's temporary
+# folder, under a name taken from the state folder (`clean` removes it with the state).
+POSTGRES_DIR = STATE / "postgres" if _others_may_enter(STATE) else \
+    Path(tempfile.gettempdir()) / f"local-stack-postgres-{hashlib.sha256(str(STATE).encode()).hexdigest()[:12]}"
 POSTGRES_DATA = POSTGRES_DIR / "data"
 POSTGRES_SOCKETS = POSTGRES_DIR / "run"
 POSTGRES_HBA = POSTGRES_DIR / "pg_hba.conf"
@@ -531,6 +548,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
     for target in sorted((m for m in mounts if m == str(STATE) or m.startswith(f"{STATE}/")), reverse=True):
         subprocess.run(["umount", "-l", target], check=False)
     shutil.rmtree(STATE, ignore_errors=True)
+    shutil.rmtree(POSTGRES_DIR, ignore_errors=True)  # outside the state folder when the postgres user cannot enter it
     print(f"  removed   {STATE}" if not STATE.exists() else f"  could not remove {STATE} completely")
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
-from tests.helpers.stack import STACK_SCRIPT, local_stack_script
+from pathlib import Path
 
 import pytest
+
+from tests.helpers.stack import STACK_SCRIPT, local_stack_script
 
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
                       "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT", "PYTEST_XDIST_WORKER")
@@ -101,3 +102,14 @@ def test_a_worker_drops_the_instance_its_controller_pinned_but_keeps_the_callers
     chosen = {**caller, "LOCAL_STACK_INSTANCE": "test", "PYTEST_XDIST_WORKER": "gw1"}  # the caller's choice wins
     local_stack_script.pin_test_instance(chosen)
     assert chosen["LOCAL_STACK_INSTANCE"] == "test"
+
+
+def test_postgres_lives_where_its_user_can_enter(tmp_path):
+    """PostgreSQL refuses root, so it runs as `postgres`: a state folder that user cannot reach (pytest's tmp_path
+    is under a 0700 folder; a checkout under /root) puts the server's folder under the system's temporary folder."""
+    assert local_stack_script._others_may_enter(Path("/tmp")) is True
+    closed = tmp_path / "closed"
+    (closed / "state").mkdir(parents=True)
+    closed.chmod(0o700)
+    assert local_stack_script._others_may_enter(closed / "state") is False
+    assert local_stack_script._others_may_enter(closed / "state" / "not-made-yet") is False
