@@ -22,13 +22,16 @@ spec (built by roles/alb/tasks/create.yml):
                   (proto, ports, cidr_ip | group_id, rule_desc; cidr_ip "vpc" stands for the CIDR of the subnets' VPC)
   target_group: {name, protocol, port, target_type, health_check: {HealthCheck* fields and Matcher as
                  DescribeTargetGroups returns them}, deregistration_delay, tags}
-  load_balancer: {name, listeners (as elb_application_lb takes them, TargetGroupName allowed),
+  server_target_group: optional, the same shape as target_group (the self-hosted Prefect server's group;
+                       result key server_target_group, part of in_sync only when given)
+  load_balancer: {name, listeners (as elb_application_lb takes them, TargetGroupName allowed; a listener with
+                  `Rules` also has its non-default rules compared as elb_application_lb's purge_rules does),
                   attributes: {attribute key: string value}, tags}
 """
 
 from __future__ import annotations
 
-from ansible_collections.amazon.aws.plugins.module_utils.elbv2 import _group_listeners
+from ansible_collections.amazon.aws.plugins.module_utils.elbv2 import _group_listeners, _group_rules
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, tag_dict
 
 try:
@@ -117,20 +120,9 @@ def read_subnets(ec2, subnet_ids):
     return [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
 
 
-def read_alb(client, spec):
-    ec2, elb = client("ec2"), client("elbv2")
-    result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
-              "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
-              "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
-    result["target_group"]["arn"] = ""
-    result["subnets"] = read_subnets(ec2, spec.get("subnet_ids") or [])
-    vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
-    if len(vpc_ids) == 1:
-        vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0]
-        result["vpc"] = {"id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
-        result["security_group"] = read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
-
-    want = spec["target_group"]
+def read_target_group(elb, want, vpc_id):
+    """A target group by name, compared with what community.aws.elb_target_group would make it."""
+    result = dict(_out("", ["not found"]), arn="")
     try:
         groups = elb.describe_target_groups(aws_retry=True, Names=[want["name"]])["TargetGroups"]
     except ClientError as exc:
@@ -140,7 +132,7 @@ def read_alb(client, spec):
     if groups:
         group = groups[0]
         why = []
-        for key, value in (("Protocol", want["protocol"]), ("Port", int(want["port"])), ("VpcId", result["vpc"]["id"]),
+        for key, value in (("Protocol", want["protocol"]), ("Port", int(want["port"])), ("VpcId", vpc_id),
                            ("TargetType", want["target_type"])):
             if group.get(key) != value:
                 why.append(key)
@@ -154,7 +146,57 @@ def read_alb(client, spec):
         tags = elb.describe_tags(aws_retry=True, ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
         if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
             why.append("tags")
-        result["target_group"] = dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
+        result = dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
+    return result
+
+
+def _with_arns(actions, target_groups):
+    """Actions with TargetGroupName replaced by the ARN (as elb_application_lb does before comparing)."""
+    out = []
+    for action in actions or []:
+        action = dict(action)
+        name = action.pop("TargetGroupName", None)
+        if name is not None:
+            action["TargetGroupArn"] = target_groups.get(name) or "not-found"
+        out.append(action)
+    return out
+
+
+def rules_differ(elb, current_listeners, wanted_listeners):
+    """Whether elb_application_lb would add, re-prioritise, modify or purge a rule of a listener given with Rules."""
+    by_port = {int(listener["Port"]): listener for listener in current_listeners}
+    for listener in wanted_listeners:
+        if "Rules" not in listener:
+            continue
+        current = by_port.get(int(listener["Port"]))
+        if current is None:
+            return True  # the listener itself is missing (already out of sync)
+        current_rules = []
+        for page in elb.get_paginator("describe_rules").paginate(ListenerArn=current["ListenerArn"]):
+            current_rules += page.get("Rules", [])
+        if any(_group_rules(current_rules, listener["Rules"])):
+            return True
+    return False
+
+
+def read_alb(client, spec):
+    ec2, elb = client("ec2"), client("elbv2")
+    result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
+              "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
+              "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
+    result["target_group"]["arn"] = ""
+    result["subnets"] = read_subnets(ec2, spec.get("subnet_ids") or [])
+    vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
+    if len(vpc_ids) == 1:
+        vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0]
+        result["vpc"] = {"id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
+        result["security_group"] = read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
+
+    result["target_group"] = read_target_group(elb, spec["target_group"], result["vpc"]["id"])
+    target_groups = {spec["target_group"]["name"]: result["target_group"]["arn"]}
+    if spec.get("server_target_group"):
+        result["server_target_group"] = read_target_group(elb, spec["server_target_group"], result["vpc"]["id"])
+        target_groups[spec["server_target_group"]["name"]] = result["server_target_group"]["arn"]
 
     want = spec["load_balancer"]
     try:
@@ -185,14 +227,16 @@ def read_alb(client, spec):
             current += page.get("Listeners", [])
         listeners = []
         for listener in want.get("listeners") or []:
-            listener = dict(listener, DefaultActions=[dict(a) for a in listener.get("DefaultActions") or []])
-            for action in listener["DefaultActions"]:
-                if action.pop("TargetGroupName", None) is not None:
-                    action["TargetGroupArn"] = result["target_group"]["arn"] or "not-found"
+            listener = dict(listener, DefaultActions=_with_arns(listener.get("DefaultActions"), target_groups))
+            if "Rules" in listener:
+                listener["Rules"] = [dict(rule, Actions=_with_arns(rule.get("Actions"), target_groups))
+                                     for rule in listener["Rules"] or []]
             listeners.append(listener)
-        add, modify, delete = _group_listeners(current, listeners)
-        if add or modify or delete:
+        add, modify, delete = _group_listeners(current, [{k: v for k, v in item.items() if k != "Rules"}
+                                                         for item in listeners])
+        if add or modify or delete or rules_differ(elb, current, listeners):
             why.append("listeners")
         result["load_balancer"] = dict(_out(arn, why), dns_name=lb.get("DNSName", ""), state=(lb.get("State") or {}).get("Code", ""))
-    result["in_sync"] = all(result[k]["in_sync"] for k in ("security_group", "target_group", "load_balancer"))
+    result["in_sync"] = all(result[k]["in_sync"] for k in ("security_group", "target_group", "load_balancer")
+                            + (("server_target_group",) if "server_target_group" in result else ()))
     return result
