@@ -442,7 +442,50 @@ def drop_leftovers() -> list[str]:
     return pg.drop_all() if pg is not None else []
 
 
+# gp3 baseline of RDS (PostgreSQL, MySQL, MariaDB): below 400 GiB 3000 IOPS and 125 MiB/s, from 400 GiB 12000 and 500.
+GP3_LARGE_GIB = 400
+GP3_BASELINE = {False: (3000, 125), True: (12000, 500)}
+
+
+def rds_gp3_baseline_performance() -> Undo:
+    """AWS: a gp3 instance always reports Iops and StorageThroughput, the storage's baseline when none was provisioned
+    (3000 IOPS and 125 MiB/s below 400 GiB, 12000 and 500 from 400 GiB).
+    moto 5.2: both are missing unless given, and amazon.aws.rds_instance, which compares them on every run after
+    the first, fails with KeyError 'StorageThroughput'.
+    Patch: a gp3 instance without provisioned values reports the baseline; given values and other storage types
+    are unchanged."""
+    from moto.rds.models import DBInstance
+
+    original_throughput = DBInstance.__dict__["storage_throughput"]
+
+    def baseline(self: Any) -> tuple[int, int] | None:
+        if getattr(self, "storage_type", None) != "gp3":
+            return None
+        return GP3_BASELINE[int(getattr(self, "allocated_storage", 0) or 0) >= GP3_LARGE_GIB]
+
+    def get_throughput(self: Any) -> int | None:
+        value = original_throughput.fget(self)
+        return value if value is not None or baseline(self) is None else baseline(self)[1]
+
+    def get_iops(self: Any) -> int | None:
+        value = self.__dict__.get("_provisioned_iops")
+        return value if value is not None or baseline(self) is None else baseline(self)[0]
+
+    def set_iops(self: Any, value: int | None) -> None:
+        self.__dict__["_provisioned_iops"] = value
+
+    undo_throughput = _replace(DBInstance, "storage_throughput", property(get_throughput, original_throughput.fset))
+    undo_iops = _replace(DBInstance, "iops", property(get_iops, set_iops))
+
+    def undo() -> None:
+        undo_iops()
+        undo_throughput()
+
+    return undo
+
+
 PATCHES: dict[str, Callable[[], Undo]] = {
+    "rds_gp3_baseline_performance": rds_gp3_baseline_performance,
     "rds_postgres_create_database": rds_postgres_create_database,
     "rds_postgres_endpoint": rds_postgres_endpoint,
     "rds_managed_master_secret": rds_managed_master_secret,

@@ -427,3 +427,24 @@ def test_drop_master_drops_its_databases_objects_and_role(monkeypatch):
     _run_on(conn, monkeypatch).drop_master("prefect")
     assert conn.statements == ['drop database if exists "app" with (force)', 'drop database if exists "scratch" with (force)',
                                'drop owned by "prefect" cascade', 'drop role if exists "prefect"']
+
+
+# --- rds_gp3_baseline_performance -----------------------------------------------------------------
+
+
+def test_gp3_reports_no_iops_or_throughput_without_the_patch():
+    described = _describe(_create(StorageType="gp3")["DBInstanceIdentifier"])
+    assert "Iops" not in described and "StorageThroughput" not in described
+
+
+def test_gp3_reports_its_baseline_and_keeps_provisioned_values_with_the_patch(patched):
+    patched("rds_gp3_baseline_performance")
+    small = _describe(_create(StorageType="gp3")["DBInstanceIdentifier"])
+    assert (small["Iops"], small["StorageThroughput"]) == (3000, 125)
+    large = _describe(_create("big-db", "big", "big", StorageType="gp3", AllocatedStorage=400)["DBInstanceIdentifier"])
+    assert (large["Iops"], large["StorageThroughput"]) == (12000, 500)
+    given = _describe(_create("fast-db", "fast", "fast", StorageType="gp3", AllocatedStorage=400, Iops=15000,
+                              StorageThroughput=600)["DBInstanceIdentifier"])
+    assert (given["Iops"], given["StorageThroughput"]) == (15000, 600)
+    gp2 = _describe(_create("old-db", "old", "old", StorageType="gp2")["DBInstanceIdentifier"])
+    assert "Iops" not in gp2 and "StorageThroughput" not in gp2
