@@ -36,8 +36,8 @@ options:
       - For C(s3) the keys C(buckets) (list of C(name), C(encryption), C(encryption_key_id), C(versioning), C(policy),
         C(object_ownership), C(tags); all four public access blocks on) and C(lifecycle) (list of C(bucket), C(id),
         C(state), C(abort_incomplete_multipart_upload_days), C(noncurrent_version_expiration_days), C(expiration_days),
-        C(transition_days), C(storage_class)), and optionally C(stored) (C(bucket), C(prefixes)): the keys stored
-        under those prefixes.
+        C(transition_days), C(storage_class)), and optionally C(stored) (C(bucket), C(prefixes)), which lists the keys
+        stored under those prefixes.
       - For C(alb) the keys C(subnet_ids), C(security_group) (C(name), C(ingress), C(egress), C(tags)), C(target_group)
         (C(name), C(protocol), C(port), C(target_type), C(health_check), C(attributes), C(tags)) and C(load_balancer)
         (C(name), C(listeners), C(attributes), C(tags)); see C(plugins/module_utils/stack_state_alb.py).
