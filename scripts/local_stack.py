@@ -10,8 +10,10 @@ Services (each with a health check, a pid file and a log under the state folder)
   registry  container registry (Debian)     REGISTRY_PORT   (default 5001)
   fargate   Fargate stand-in: runs the      FARGATE_PORT    (default 5003, health only)
             emulator's ECS tasks (buildah)
-and one port no service of the stack binds: WORKER_PORT (default 8080), the ECS worker task's health
-port (tasks share the host's network; inventories/local sets stack_worker_health_port from it).
+and two ports no service of the stack binds, as tasks share the host's network: WORKER_PORT (default 8080),
+the ECS worker task's health port (inventories/local sets stack_worker_health_port from it), and SERVER_PORT
+(default 5005), the port of the self-hosted Prefect server's task with prefect_server_mode: hosted
+(inventories/local sets prefect_server_port and prefect_server_public_url from it).
 With podman installed, `up` also imports the base image standing in for prefecthq/prefect (nothing can
 be pulled here): Debian + CPython 3.12 + the pinned Prefect, built once per machine by
 scripts/base_image.py, into image storage under the state folder, so the ecr_image role builds the real
@@ -55,12 +57,15 @@ HOST = "127.0.0.1"
 # Per instance: state folder and default ports. The test suite's instance is disjoint from the demo's.
 INSTANCES = {
     "demo": {"state": ".local-stack", "MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002,
-             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003, "POSTGRES_PORT": 5004},
+             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003, "POSTGRES_PORT": 5004,
+             "SERVER_PORT": 5005},
     "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
-             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103, "POSTGRES_PORT": 5104},
+             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103, "POSTGRES_PORT": 5104,
+             "SERVER_PORT": 5105},
     # The suite's second worker (`make test` runs the integration files on two instances at once).
     "test2": {"state": ".local-stack-test2", "MOTO_PORT": 5200, "PREFECT_PORT": 4400, "FIXTURES_PORT": 5202,
-              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203, "POSTGRES_PORT": 5204},
+              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203, "POSTGRES_PORT": 5204,
+              "SERVER_PORT": 5205},
 }
 # The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2".
 TEST_INSTANCES = ("test", "test2")
@@ -99,6 +104,8 @@ PORTS = {
     "worker": port("WORKER_PORT"),
     "fargate": port("FARGATE_PORT"),
     "postgres": port("POSTGRES_PORT"),
+    # No service: the hosted Prefect server's task (prefect_server_mode: hosted) listens on it.
+    "server": port("SERVER_PORT"),
 }
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the local stack needs: a container registry, a daemonless image builder, and what
 # scripts/base_image.py builds the base image with (mmdebstrap; patchelf and strip relocate the Python),
-# and PostgreSQL 15, the engine of the emulator's RDS postgres instances.
+# PostgreSQL 15, the engine of the emulator's RDS postgres instances, and Chromium, the headless browser
+# tests/integration/test_hosted_ui.py opens the self-hosted Prefect server's UI with.
 set -euo pipefail
-PACKAGES=(docker-registry podman buildah fuse-overlayfs uidmap mmdebstrap patchelf binutils postgresql-15)
+PACKAGES=(docker-registry podman buildah fuse-overlayfs uidmap mmdebstrap patchelf binutils postgresql-15 chromium)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -7,10 +7,15 @@ environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import os
 import sys
+from pathlib import Path
 
 import boto3
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _client(service: str):
@@ -101,11 +106,38 @@ def find_leftovers() -> list[str]:
         add("scaling policy", policy["PolicyName"], policy["ResourceId"])
     for alarm in _client("cloudwatch").describe_alarms()["MetricAlarms"]:  # a target-tracking policy's
         add("cloudwatch alarm", alarm["AlarmName"])
+    rds = _client("rds")  # prefect_server (prefect_server_mode: hosted): the database, its subnet group, snapshots
+    for database in rds.describe_db_instances()["DBInstances"]:
+        add("rds instance", database["DBInstanceIdentifier"], database["DBInstanceStatus"])
+    for group in rds.describe_db_subnet_groups()["DBSubnetGroups"]:
+        add("db subnet group", group["DBSubnetGroupName"])
+    for snapshot in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]:
+        add("db snapshot", snapshot["DBSnapshotIdentifier"])
     return found
 
 
+def local_postgres_leftovers() -> list[str]:
+    """The roles and databases moto's RDS patch made on the local stack's PostgreSQL (scripts/moto_patches_rds.py)
+    that still exist: deleting an RDS postgres instance drops them. The instance (ports, state folder) is the
+    one the LOCAL_STACK_* / *_PORT variables name, as for scripts/local_stack.py."""
+    spec = importlib.util.spec_from_file_location("local_stack", REPO / "scripts" / "local_stack.py")
+    stack = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = stack  # its dataclasses look their module up there
+    spec.loader.exec_module(stack)
+    sys.path.insert(0, str(REPO))
+    from scripts import moto_patches_rds
+
+    catalog = moto_patches_rds.LocalPostgres.from_env(stack.postgres_env()).catalog()
+    return [f"{'postgres ' + kind[:-1]:<22} {name} {owner}" for kind, names in catalog.items()
+            for name, owner in sorted(names.items()) if owner]
+
+
 def main() -> int:
-    leftovers = find_leftovers()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--local-postgres", action="store_true",
+                        help="also list what RDS instances left on the local stack's PostgreSQL server")
+    args = parser.parse_args()
+    leftovers = find_leftovers() + (local_postgres_leftovers() if args.local_postgres else [])
     for line in leftovers:
         print(line)
     print(f"{len(leftovers)} leftover resource(s)")

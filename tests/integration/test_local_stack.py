@@ -29,7 +29,7 @@ def isolated_env():
     state.chmod(0o755)
     env = {**os.environ, "LOCAL_STACK_STATE": str(state)}
     for name in ("MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT", "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT",
-                 "POSTGRES_PORT"):
+                 "POSTGRES_PORT", "SERVER_PORT"):
         env[name] = str(free_port())
     yield env
     subprocess.run([sys.executable, str(SCRIPT), "clean"], env=env, capture_output=True)

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 ROLES = ("vpc", "s3_buckets", "ecr_image", "alb", "ecs_fargate_agent", "worker_autoscaling", "prefect_flow")
 VALIDATION = re.compile(r"(^|: )(Validat|Check the build inputs)", re.I)
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT",
+                      "SERVER_PORT")
 
 # Bad input refused in preflight before any call: tests/integration/test_bad_input.py (the battery).
 

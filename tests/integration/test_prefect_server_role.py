@@ -132,6 +132,8 @@ def test_no_secret_value_in_the_task_definition_or_the_output(runs, local_stack)
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "true"
     assert env["PREFECT_UI_API_URL"] == runs.create.run.facts("prefect_server__api_url")
+    # The image's user (10001) cannot write into the Prefect package: the UI bundle goes to a writable folder.
+    assert env["PREFECT_UI_STATIC_DIRECTORY"] == "/tmp/prefect-ui"
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     assert set(secrets) == {"PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_SERVER_API_AUTH_STRING"}
     assert container["logConfiguration"]["logDriver"] == "awslogs"

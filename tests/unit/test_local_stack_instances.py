@@ -13,7 +13,8 @@ import pytest
 from tests.helpers.stack import STACK_SCRIPT, local_stack_script
 
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
-                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT", "PYTEST_XDIST_WORKER")
+                      "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT", "SERVER_PORT",
+                      "PYTEST_XDIST_WORKER")
 
 
 def instance_env(**overrides: str) -> dict[str, str]:
@@ -39,7 +40,15 @@ def test_every_instance_has_its_own_postgres_port():
     envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2")}
     assert {name: env["POSTGRES_PORT"] for name, env in envs.items()} == {"demo": "5004", "test": "5104", "test2": "5204"}
     every = [port for env in envs.values() for port in ports(env)]
-    assert len(every) == len(set(every)) == 7 * len(envs)  # no port twice, within or across instances
+    assert len(every) == len(set(every)) == 8 * len(envs)  # no port twice, within or across instances
+
+
+def test_every_instance_has_its_own_hosted_server_port():
+    """The hosted Prefect server's task (prefect_server_mode: hosted) shares the host's network: its port is per
+    instance and differs from the stack's own Prefect server (the demo's is 4200, the role's default)."""
+    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2")}
+    assert {name: env["SERVER_PORT"] for name, env in envs.items()} == {"demo": "5005", "test": "5105", "test2": "5205"}
+    assert all(env["SERVER_PORT"] != env["PREFECT_PORT"] for env in envs.values())
 
 
 def test_the_second_test_worker_has_its_own_instance():
