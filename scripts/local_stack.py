@@ -241,7 +241,7 @@ SERVICES = [
     ),
     Service("prefect", "/api/health", 90, prefect_env()),
     Service("fixtures", "/healthz", 20),
-    Service("registry", "/v2/", 20),
+    Service("registry", "/v2/", 60),  # 20 s was too short once with the machine loaded (load 12)
     # Last: it needs moto and the registry, and `down` stops it first (its tasks report STOPPED to moto).
     Service("fargate", "/health", 30, {
         "LOCAL_STACK_FARGATE_CONTROL_PLANE": f"http://{HOST}:{PORTS['moto']}",

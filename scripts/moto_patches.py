@@ -62,7 +62,8 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   RDS (scripts/moto_patches_rds.py; the local stack's PostgreSQL server is the engine of postgres instances):
   rds_postgres_create_database, rds_postgres_endpoint, rds_managed_master_secret,
   rds_rotate_master_user_password, rds_postgres_master_password, rds_postgres_delete_database,
-  rds_reset_drops_local_databases.
+  rds_reset_drops_local_databases; rds_gp3_baseline_performance (gp3 instances report their baseline Iops and
+  StorageThroughput).
 
 Use: `apply_all()` (idempotent) before moto's server starts (scripts/moto_server.py does), `undo_all()`
 to restore moto. Each patch function applies its change and returns a callable that undoes it.

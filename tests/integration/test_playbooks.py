@@ -17,7 +17,7 @@ from tests.helpers.stack import (REPO, STACK_SCRIPT, VENV_BIN, MotoRecorder, pre
                                  run_playbook)
 
 pytestmark = pytest.mark.integration
-ROLES = ("vpc", "s3_buckets", "ecr_image", "alb", "ecs_fargate_agent", "worker_autoscaling", "prefect_flow")
+ROLES = ("vpc", "s3_buckets", "ecr_image", "alb", "prefect_server", "ecs_fargate_agent", "worker_autoscaling", "prefect_flow")
 VALIDATION = re.compile(r"(^|: )(Validat|Check the build inputs)", re.I)
 INSTANCE_VARIABLES = ("LOCAL_STACK_INSTANCE", "LOCAL_STACK_STATE", "MOTO_PORT", "PREFECT_PORT", "FIXTURES_PORT",
                       "REGISTRY_PORT", "WORKER_PORT", "FARGATE_PORT", "POSTGRES_PORT",
