@@ -1,4 +1,8 @@
-"""Run the molecule scenarios (full stack against the local stack). `make test` runs these last."""
+"""Run one molecule scenario (the full stack against the local stack) and check what it did.
+
+Each scenario has its own test file (tests/molecule/test_scenario_<name>.py), so `make test`'s two pytest-xdist
+workers (--dist loadfile) can run two scenarios at once.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
 BIN = REPO / ".venv" / "bin"
 POLICY = REPO / "docs" / "deployer-policy.json"
 LOCAL_IAM = REPO / "scripts" / "local_iam.py"
-pytestmark = [pytest.mark.molecule, pytest.mark.integration, pytest.mark.slow]
+MARKS = [pytest.mark.molecule, pytest.mark.integration, pytest.mark.slow]
 
 
 def download_recording(path: Path) -> None:
@@ -40,8 +45,9 @@ def signed_by(recording: Path, access_key_id: str) -> int:
     return sum(1 for line in recording.read_text().splitlines() if pattern.search(line))
 
 
-@pytest.mark.parametrize("scenario", sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml")))
-def test_scenario(scenario, local_stack):
+def run_scenario(scenario: str) -> None:
+    """`molecule test -s <scenario>`, then: no secret in its output, requests signed by the deployer, and every
+    AWS action it called granted by the shipped deployer policy."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
     # The scenario's playbooks act as the deployer (inventories/local reads local_iam.py's file): a key from
