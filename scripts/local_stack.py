@@ -25,6 +25,7 @@ Two instances never share a port or a state folder (LOCAL_STACK_INSTANCE, defaul
   demo  what `make up` / `make demo` / `make site` use: state <repo>/.local-stack, the ports above
   test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180, fargate 5103)
   test2 the suite's second worker: state <repo>/.local-stack-test2, each port + 200
+  test3 the suite's third worker:  state <repo>/.local-stack-test3, each port + 300
 so `make test` never touches (or wipes) a deployed demo stack. Each variable still overrides one value.
 
 Only processes recorded in our pid files are ever stopped, never "by name".
@@ -66,13 +67,16 @@ INSTANCES = {
     "test2": {"state": ".local-stack-test2", "MOTO_PORT": 5200, "PREFECT_PORT": 4400, "FIXTURES_PORT": 5202,
               "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203, "POSTGRES_PORT": 5204,
               "SERVER_PORT": 5205},
+    "test3": {"state": ".local-stack-test3", "MOTO_PORT": 5300, "PREFECT_PORT": 4500, "FIXTURES_PORT": 5302,
+              "REGISTRY_PORT": 5301, "WORKER_PORT": 8380, "FARGATE_PORT": 5303, "POSTGRES_PORT": 5304,
+              "SERVER_PORT": 5305},
 }
-# The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2".
-TEST_INSTANCES = ("test", "test2")
+# The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2", gw2 on "test3".
+TEST_INSTANCES = ("test", "test2", "test3")
 
 
 def test_instance(xdist_worker: str | None) -> str:
-    """The instance a test process runs on: "test" alone or as worker gw0, "test2" as gw1.
+    """The instance a test process runs on: "test" alone or as worker gw0, "test2" as gw1, "test3" as gw2.
 
     A worker past the last test instance has none: two workers on one instance would reset each other's
     emulator and Prefect server, so the caller is refused instead (see tests/helpers/stack.py)."""
