@@ -12,8 +12,8 @@ short_description: Check that the Prefect server and worker service are healthy 
 version_added: 0.1.0
 description:
   - Runs up to four read-only checks and reports each one with the values it observed
-    - V(server) a Prefect server answers its health endpoint (O(server_health_url)) with a 2xx status:
-      it has started, its database migrations included;
+    - V(server) a Prefect server answers its health endpoint (O(server_health_url)) with a 2xx status,
+      so it has started, its database migrations included;
     - V(ecs) the ECS service is stable, C(runningCount == desiredCount) (and > 0) and its
       C(PRIMARY) deployment has C(rolloutState=COMPLETED);
     - V(target_group) the load balancer target group has at least O(min_healthy_targets) healthy
