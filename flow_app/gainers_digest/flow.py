@@ -1,7 +1,8 @@
 """The Prefect 3 flow: a weekly digest of the top-gainers ELT's CSVs, as CSV in S3 plus UI artifacts.
 
-Entrypoint for deployments: ``gainers_digest/flow.py:gainers_digest``. Self-contained (the deployment's
-pull step downloads only this package): standard library, boto3 and Prefect, all in the flow image.
+Entrypoint for deployments: ``gainers_digest/flow.py:gainers_digest``. The deployment's pull step
+downloads only this package; everything else it imports is in the flow image: the standard library, boto3, Prefect
+and flow_common (the retry rule shared with gainers_elt).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import boto3
-import botocore.exceptions
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 
+from flow_common import retry_on_io
 from gainers_digest.digest import (
     CONTENT_TYPE,
     day_prefixes,
@@ -42,25 +43,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:  # a task's .fn called outside a run (unit tests)
         return logging.getLogger("gainers_digest")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """S3 errors worth retrying: connection problems, throttling, 5xx."""
-    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or error.get("Code") in {"SlowDown", "Throttling", "RequestTimeout", "InternalError"}
-    return False
-
-
-def retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's retry_condition_fn signature)
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - classify whatever the task raised
-        return is_transient(exc)
-    return False
 
 
 @task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

@@ -13,14 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
-import botocore.exceptions
-import requests
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.context import FlowRunContext
 
+from flow_common import retry_on_io
 from gainers_elt.extract import Gainer, Page, fetch_page, parse_gainers
 from gainers_elt.http import build_session
 from gainers_elt.load import put_csv, render_csv, result_key
@@ -43,31 +42,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:  # a task's .fn called outside a run (unit tests)
         return logging.getLogger("gainers_elt")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for I/O failures worth retrying: connection errors, timeouts, 429, 5xx, S3 throttling."""
-    if isinstance(exc, requests.HTTPError):
-        status = exc.response.status_code if exc.response is not None else None
-        return status is None or status == 429 or status >= 500
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return True
-    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or error.get("Code") in {"SlowDown", "Throttling", "RequestTimeout", "InternalError"}
-    return False
-
-
-def retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's retry_condition_fn signature)
-    """Prefect ``retry_condition_fn``: retry only transient I/O errors, never a bad page or bad input."""
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - classify whatever the task raised
-        return is_transient(exc)
-    return False
 
 
 @task(retries=2, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ import pytest
 import requests
 from prefect.utilities.callables import parameter_schema_from_entrypoint
 
+import flow_common
 from gainers_elt import flow as flow_module
 from gainers_elt.__main__ import build_parser
 from gainers_elt.extract import DEFAULT_SOURCE_URL, PageFormatError
@@ -64,12 +65,12 @@ def client_error(code, status):
     (ValueError("bad parameter"), False),
 ])
 def test_only_io_errors_are_retried(exc, transient):
-    assert flow_module.is_transient(exc) is transient
+    assert flow_common.is_transient(exc) is transient
 
 
 def test_io_tasks_retry_and_pure_tasks_do_not():
     for io_task in (flow_module.fetch_source_page, flow_module.get_fx_rate, flow_module.load_to_s3):
-        assert io_task.retries == 2 and io_task.retry_condition_fn is flow_module.retry_on_io
+        assert io_task.retries == 2 and io_task.retry_condition_fn is flow_common.retry_on_io
     for pure_task in (flow_module.parse_page, flow_module.transform, flow_module.publish_artifacts):
         assert not pure_task.retries
 

@@ -45,6 +45,7 @@ _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 8.0
 # Answers worth another try: rate limited (Prefect Cloud answers 429 with Retry-After), and the server side.
 _RETRY_STATUS = (429,)
+_ABSOLUTE_URL = re.compile(r"^https?://", re.I)
 
 
 def prefect_argument_spec(**extra):
@@ -109,7 +110,7 @@ class PrefectClient:
     def __init__(self, module, sleep=None):
         self.module = module
         params = module.params
-        self.api_url = params["api_url"].rstrip("/")
+        self.api_url = (params.get("api_url") or "").rstrip("/")
         self.timeout = params.get("timeout") or 30
         self.retries = max(0, params.get("retries") if params.get("retries") is not None else 3)
         self.headers = {
@@ -171,6 +172,8 @@ class PrefectClient:
     def request(self, method, path, body=None, allow_404=False, fail_on_error=True):
         """Send one request; return the decoded JSON body (None for 204 / allowed 404).
 
+        ``path`` is relative to the API URL, or a whole ``http(s)://`` URL (a server's health endpoint).
+
         Retries timeouts, connection errors, 429 and 5xx with capped exponential backoff (a 429's
         Retry-After is honoured up to the cap); past ``retries`` it fails naming the URL, the attempts
         and the time spent. Any other non-2xx answer
@@ -178,7 +181,7 @@ class PrefectClient:
         PrefectApiError when ``fail_on_error`` is false).
         """
         method = method.upper()
-        url = self.api_url + path
+        url = path if _ABSOLUTE_URL.match(path) else self.api_url + path
         data = json.dumps(body).encode("utf-8") if body is not None else None
         if method != "GET" and not (method == "POST" and _READ_ONLY_POST.search(path)):
             self.writes.append((method, path))
@@ -237,6 +240,23 @@ class PrefectClient:
         return reason or "no response body"
 
     # ------------------------------------------------------------------ resources
+    def server_health(self, url=None):
+        """GET a Prefect server's health endpoint (``<api_url>/health`` unless ``url``): one request, with the
+        client's retries on timeouts, connection errors, 429 and 5xx.
+
+        Returns (healthy, detail); the detail names the URL (credentials in it blanked), never the
+        Authorization header.
+        """
+        target = url or "/health"
+        shown = redact_url(url or (self.api_url + "/health"))
+        try:
+            self.request("GET", target, fail_on_error=False)
+        except PrefectApiError as exc:
+            if exc.status == -1:
+                return False, "GET %s: no answer (%s)" % (shown, exc.message)
+            return False, "GET %s: HTTP %s: %s" % (shown, exc.status, str(exc.message)[:300])
+        return True, "GET %s: OK" % shown
+
     def get_work_pool(self, name):
         return self.request("GET", "/work_pools/%s" % quote(name), allow_404=True)
 
@@ -251,6 +271,11 @@ class PrefectClient:
         return self.request(
             "GET", "/deployments/name/%s/%s" % (quote(flow_name), quote(deployment_name)), allow_404=True
         )
+
+
+def redact_url(url):
+    """``url`` with any ``user:password@`` blanked, for messages."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1********@", str(url), flags=re.I)
 
 
 def quote(segment):

@@ -8,16 +8,20 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: prefect_worker_health
-short_description: Check that the Prefect worker service is healthy (ECS, load balancer, Prefect)
+short_description: Check that the Prefect server and worker service are healthy (ECS, load balancer, Prefect)
 version_added: 0.1.0
 description:
-  - Runs up to three read-only checks and reports each one with the values it observed
+  - Runs up to four read-only checks and reports each one with the values it observed
+    - V(server) a Prefect server answers its health endpoint (O(server_health_url)) with a 2xx status,
+      so it has started, its database migrations included;
     - V(ecs) the ECS service is stable, C(runningCount == desiredCount) (and > 0) and its
       C(PRIMARY) deployment has C(rolloutState=COMPLETED);
     - V(target_group) the load balancer target group has at least O(min_healthy_targets) healthy
       targets; a target group with no registered target at all is unhealthy (the service has not
       attached any task yet);
     - V(workers) at least O(min_workers) workers of the Prefect work pool are C(ONLINE).
+  - The checks run in the order given; V(server) is not in the default list (Prefect Cloud has no
+    server to wait for).
   - Without O(wait_timeout) it checks once and returns C(healthy) (never fails for an unhealthy
     service unless O(fail_on_unhealthy)), which suits an C(until:) loop that prints one line per
     poll. With O(wait_timeout) it polls internally.
@@ -37,15 +41,24 @@ attributes:
 options:
   api_url:
     description:
-      - Base URL of the Prefect REST API. Required when O(checks) contains V(workers).
+      - Base URL of the Prefect REST API. Required when O(checks) contains V(workers), or V(server)
+        without O(server_health_url).
     type: str
     required: false
   checks:
     description: Which checks to run. Remove one to disable it (for example V(ecs) without ECS).
     type: list
     elements: str
-    choices: [ecs, target_group, workers]
+    choices: [server, ecs, target_group, workers]
     default: [ecs, target_group, workers]
+  server_health_url:
+    description:
+      - Health endpoint of the Prefect server for the V(server) check, for example
+        C(https://prefect.example.com/api/health). Default C(<api_url>/health).
+      - The request authenticates with O(auth_string) or O(api_key), verifies TLS per O(validate_certs), and
+        each poll is one request bounded by O(timeout) and retried O(retries) times.
+      - Messages name this URL (any C(user:password@) in it blanked), never the credentials.
+    type: str
   ecs_cluster:
     description: Name or ARN of the ECS cluster. Required for the V(ecs) check.
     type: str
@@ -102,6 +115,17 @@ EXAMPLES = r"""
   retries: 30
   delay: 10
 
+- name: Wait up to 10 minutes for a self-hosted server (fails naming the URL and the last answer)
+  dataops.prefect_fargate.prefect_worker_health:
+    checks: [server]
+    server_health_url: https://prefect.example.com/api/health
+    auth_string: "{{ prefect_api_auth_string }}"
+    timeout: 10
+    retries: 0
+    wait_timeout: 600
+    poll_interval: 5
+    fail_on_unhealthy: true
+
 - name: A worker outside ECS (no service, no load balancer) - only the Prefect workers
   dataops.prefect_fargate.prefect_worker_health:
     checks: [workers]
@@ -133,6 +157,10 @@ checks:
       description: reported, healthy_targets, states (target state -> count).
       returned: when the target_group check is enabled
       type: dict
+    server:
+      description: healthy, detail (the URL and its answer), url.
+      returned: when the server check is enabled
+      type: dict
     workers:
       description: online, workers (name -> status), pool_status.
       returned: when the workers check is enabled
@@ -157,7 +185,13 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_ap
     PREFECT_MUTUALLY_EXCLUSIVE,
     PrefectClient,
     prefect_argument_spec,
+    redact_url,
 )
+
+
+def check_server(client, url):
+    healthy, detail = client.server_health(url)
+    return dict(healthy=healthy, detail=detail, url=redact_url(url or client.api_url + "/health"))
 
 
 def check_ecs(ecs, cluster, service):
@@ -224,7 +258,9 @@ def run_checks(module, clients):
     results = {}
     for name in params["checks"]:
         try:
-            if name == "ecs":
+            if name == "server":
+                results[name] = check_server(clients["prefect"], params["server_health_url"])
+            elif name == "ecs":
                 results[name] = check_ecs(clients["ecs"], params["ecs_cluster"], params["ecs_service"])
             elif name == "target_group":
                 results[name] = check_targets(clients["elbv2"], params["target_group_arn"], params["min_healthy_targets"])
@@ -245,8 +281,9 @@ def summary(results):
 
 def main():
     argument_spec = prefect_argument_spec(
-        checks=dict(type="list", elements="str", choices=["ecs", "target_group", "workers"],
+        checks=dict(type="list", elements="str", choices=["server", "ecs", "target_group", "workers"],
                     default=["ecs", "target_group", "workers"]),
+        server_health_url=dict(type="str"),
         ecs_cluster=dict(type="str"),
         ecs_service=dict(type="str"),
         target_group_arn=dict(type="str"),
@@ -265,9 +302,9 @@ def main():
     )
     params = module.params
     needs = {"ecs": ("ecs_cluster", "ecs_service"), "target_group": ("target_group_arn",),
-             "workers": ("work_pool_name", "api_url")}
+             "workers": ("work_pool_name", "api_url"), "server": ("server_health_url or api_url",)}
     for check in params["checks"]:
-        missing = [opt for opt in needs[check] if not params.get(opt)]
+        missing = [opt for opt in needs[check] if not any(params.get(o) for o in opt.split(" or "))]
         if missing:
             module.fail_json(msg="check %s needs %s (or remove %s from checks)" % (check, ", ".join(missing), check))
 
@@ -276,10 +313,11 @@ def main():
         clients["ecs"] = module.client("ecs", retry_decorator=AWSRetry.jittered_backoff())
     if "target_group" in params["checks"]:
         clients["elbv2"] = module.client("elbv2", retry_decorator=AWSRetry.jittered_backoff())
-    if "workers" in params["checks"]:
+    if "workers" in params["checks"] or "server" in params["checks"]:
         clients["prefect"] = PrefectClient(module)
 
-    deadline = time.monotonic() + max(0, params["wait_timeout"])
+    started = time.monotonic()
+    deadline = started + max(0, params["wait_timeout"])
     polls = 0
     while True:
         polls += 1
@@ -291,6 +329,9 @@ def main():
 
     result = dict(changed=False, healthy=healthy, msg=message, checks=results, polls=polls)
     if not healthy and params["fail_on_unhealthy"]:
+        if params["wait_timeout"] > 0:
+            result["msg"] = "%s (still, after %d poll(s) in %.0f s; wait_timeout %d s)" % (
+                message, polls, time.monotonic() - started, params["wait_timeout"])
         module.fail_json(**result)
     module.exit_json(**result)
 

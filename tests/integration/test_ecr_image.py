@@ -102,6 +102,7 @@ def ecr(local_stack, tmp_path_factory):
     app = tmp_path_factory.mktemp("flow_app")
     for name in ("Dockerfile", "requirements.txt"):
         shutil.copy(REPO / "flow_app" / name, app / name)
+    shutil.copytree(REPO / "flow_app" / "flow_common", app / "flow_common", ignore=shutil.ignore_patterns("__pycache__"))
     repo = f"ecr-test-{uuid.uuid4().hex[:8]}"
 
     def run(**extra):
@@ -234,6 +235,8 @@ def test_the_image_runs_prefect_the_ecs_worker_and_the_flow(ecr, flow_container)
     assert re.search(r"^Version:\s+3\.9\.1$", version, re.M), version
     assert re.search(r"prefect-aws:\s+0\.7\.12", version), version
     image_run(ecr, ctr, "python", "-c", "import bs4, lxml.etree, prefect_aws; from prefect_aws.workers import ECSWorker")
+    # flow_common, the code both flows share, comes with the image (a flow pulls only its own package).
+    image_run(ecr, ctr, "python", "-c", "from flow_common import retry_on_io, is_transient")
     # pip really installed flow_app/requirements.txt, consistent with what the base has.
     freeze = image_run(ecr, ctr, "python", "-m", "pip", "freeze").stdout.split()
     pinned = [line.strip() for line in (REPO / "flow_app" / "requirements.txt").read_text().splitlines()
@@ -265,8 +268,10 @@ def test_the_image_runs_prefect_the_ecs_worker_and_the_flow(ecr, flow_container)
     bucket = f"ecr-image-test-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     try:
-        containers(ecr["storage"], "copy", "--chown", "10001:10001", ctr, str(REPO / "flow_app" / "gainers_elt"),
-                   "/opt/prefect/flows/gainers_elt")
+        for package in ("gainers_elt", "gainers_digest"):
+            containers(ecr["storage"], "copy", "--chown", "10001:10001", ctr, str(REPO / "flow_app" / package),
+                       f"/opt/prefect/flows/{package}")
+        image_run(ecr, ctr, "python", "-c", "import gainers_digest.flow")
         run = image_run(ecr, ctr, "python", "-m", "gainers_elt", "--results-bucket", bucket,
                         "--source-url", f"{stack.fixtures_url()}/gainers-losers/",
                         "--fx-api-url", f"{stack.fixtures_url()}/latest", env={**prefect_env, **aws})

@@ -1,6 +1,6 @@
-"""prefect_server role without AWS: its filters (database URL, public URL, task-definition fingerprint) and its
-validate entry point (argument spec + tasks/validate.yml), which refuses bad inputs naming the variable and never
-shows the auth string."""
+"""prefect_server role without AWS: its filters (database URL, public URL; the task-definition fingerprint is the
+collection's filter, test_ecs_taskdef_fingerprint.py) and its validate entry point (argument spec +
+tasks/validate.yml), which refuses bad inputs naming the variable and never shows the auth string."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -43,45 +42,6 @@ def test_database_url_needs_a_host():
 ])
 def test_public_url(given, scheme, dns, expected):
     assert filters.public_url(given, scheme, dns) == expected
-
-
-WANTED = {
-    "family": "s", "taskRoleArn": "", "executionRoleArn": "arn:exec", "networkMode": "awsvpc",
-    "cpu": "1024", "memory": "2048", "requiresCompatibilities": ["FARGATE"],
-    "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
-    "containerDefinitions": [{
-        "name": "prefect-server", "image": "img:1", "essential": True,
-        "command": ["prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200"],
-        "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
-        "secrets": [{"name": "PREFECT_SERVER_API_AUTH_STRING", "valueFrom": "arn:auth"}],
-        "portMappings": [{"containerPort": 4200, "hostPort": 4200, "protocol": "tcp"}],
-        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/s-server"}},
-    }],
-}
-
-
-def test_fingerprint_equal_for_what_ecs_returns():
-    described = dict(camel_dict_to_snake_dict(WANTED), status="ACTIVE", revision=3)
-    described["container_definitions"][0]["environment"].reverse()
-    described["container_definitions"][0]["log_configuration"]["options"] = {"awslogs-group": "/ecs/s-server"}
-    assert filters.taskdef_fingerprint(described) == filters.taskdef_fingerprint(WANTED)
-
-
-@pytest.mark.parametrize("change", [
-    lambda d: d.update(memory="4096"),
-    lambda d: d["containerDefinitions"][0].update(image="img:2"),
-    lambda d: d["containerDefinitions"][0]["secrets"].append({"name": "X", "valueFrom": "arn:x"}),
-    lambda d: d["containerDefinitions"][0]["environment"].append({"name": "PREFECT_UI_API_URL", "value": "http://b/api"}),
-])
-def test_fingerprint_differs_on_content(change):
-    changed = json.loads(json.dumps(WANTED))
-    change(changed)
-    assert filters.taskdef_fingerprint(changed) != filters.taskdef_fingerprint(WANTED)
-
-
-def test_fingerprint_of_nothing_or_inactive_is_empty():
-    assert filters.taskdef_fingerprint(None) == {}
-    assert filters.taskdef_fingerprint(dict(WANTED, status="INACTIVE")) == {}
 
 
 AUTH = "admin:s3cret-never-shown"

@@ -226,3 +226,17 @@ def test_sanitize_blanks_secret_values_but_keeps_arns():
 ])
 def test_ui_url(api, ui):
     assert prefect_api.ui_base_url(api) == ui
+
+
+def test_server_health_gets_a_whole_url_and_names_it_without_credentials(fetch):
+    fetch.side_effect = [answer(200, b"true"), answer(503, b'{"detail": "starting"}'), answer(-1, msg="refused")]
+    c, _ = client(auth_string="admin:s3cret", retries=0)
+    assert c.server_health("https://admin:pw@prefect.example.com/api/health") == (
+        True, "GET https://********@prefect.example.com/api/health: OK")
+    healthy, detail = c.server_health()
+    assert not healthy and detail == "GET https://prefect.test/api/health: HTTP 503: starting"
+    healthy, detail = c.server_health("http://10.0.0.9:4200/api/health")
+    assert not healthy and detail.startswith("GET http://10.0.0.9:4200/api/health: no answer (URLError")
+    assert [call[1] for call in fetch.calls] == ["https://admin:pw@prefect.example.com/api/health",
+                                                 "https://prefect.test/api/health", "http://10.0.0.9:4200/api/health"]
+    assert fetch.headers["Authorization"].startswith("Basic ") and "s3cret" not in detail

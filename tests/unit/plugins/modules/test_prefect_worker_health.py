@@ -11,6 +11,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.dataops.prefect_fargate.plugins.modules import prefect_worker_health
 
 from ..conftest import Call
+from ..module_utils.test_prefect_api_flaky import FlakyServer
 
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/1"
 ARGS = {"ecs_cluster": "c", "ecs_service": "w", "target_group_arn": TG, "work_pool_name": "elt-ecs",
@@ -143,3 +144,52 @@ def test_internal_polling_until_healthy(run_module, aws, monkeypatch):
     result, _ = run_module(prefect_worker_health, {**ARGS, "wait_timeout": 60, "poll_interval": 1},
                            prefect_calls() + prefect_calls())
     assert result["healthy"] is True and result["polls"] == 2
+
+
+# --- the server check: a self-hosted server's health endpoint (roles/prefect_flow waits for it first)
+AUTH = "admin:s3cret-never-shown"
+
+
+def test_server_check_defaults_to_the_api_health_endpoint(run_module, aws):
+    result, api = run_module(prefect_worker_health, {"checks": ["server"]}, [Call("GET", "/health", True)])
+    assert result["healthy"] is True and result["checks"]["server"]["url"] == "http://prefect.test/api/health"
+    assert result["msg"] == "healthy: server (GET http://prefect.test/api/health: OK)"
+    assert not aws[0].made  # no AWS client for a server-only check
+
+
+def test_server_check_needs_a_url(run_module):
+    result, _ = run_module(prefect_worker_health, {"checks": ["server"], "api_url": None}, [], expect_fail=True)
+    assert "check server needs server_health_url or api_url" in result["msg"]
+
+
+def _run_real(args):
+    """The module against a real HTTP server (no scripted client): what the role's wait does."""
+    from ansible.module_utils.testing import patch_module_args
+
+    from ..conftest import ModuleExit, ModuleFail
+
+    with patch_module_args({"_ansible_check_mode": False, **args}):
+        with pytest.raises((ModuleExit, ModuleFail)) as info:
+            prefect_worker_health.main()
+    return info.value.result
+
+
+def test_server_check_waits_until_the_server_answers():
+    with FlakyServer(failures=2) as server:
+        result = _run_real({"checks": ["server"], "server_health_url": server.url + "/health", "auth_string": AUTH,
+                            "retries": 0, "timeout": 2, "wait_timeout": 30, "poll_interval": 1,
+                            "fail_on_unhealthy": True})
+    assert result["healthy"] is True and result["polls"] == 3 and server.requests == 3
+
+
+def test_server_check_fails_within_its_bound_naming_the_url_never_the_auth_string():
+    with FlakyServer(failures=None) as server:
+        url = server.url.replace("http://", "http://user:pw@") + "/health"
+        result = _run_real({"checks": ["server"], "server_health_url": url, "auth_string": AUTH,
+                            "retries": 0, "timeout": 2, "wait_timeout": 2, "poll_interval": 1,
+                            "fail_on_unhealthy": True})
+    assert result["failed"] is True and result["healthy"] is False
+    shown = server.url.replace("http://", "http://********@") + "/health"
+    assert result["msg"].startswith("unhealthy: server (GET %s: HTTP 503: Service Unavailable)" % shown), result["msg"]
+    assert "wait_timeout 2 s" in result["msg"] and result["polls"] == server.requests == 2
+    assert AUTH not in str(result) and "s3cret" not in str(result) and "user:pw" not in str(result)

@@ -1,14 +1,18 @@
 # -*- coding: utf-8 -*-
-# Apache-2.0
-"""Filters of the ecs_fargate_agent role.
+# Copyright: dataops.prefect_fargate contributors
+# Apache License 2.0 (see LICENSE)
+"""ECS task-definition filters shared by the roles that register one (ecs_fargate_agent, prefect_server).
 
-``ecs_fargate_agent_taskdef_fingerprint`` reduces a task definition to the content that matters,
-so the role registers a new revision only when that content changes. It accepts both the shape
-the role sends (camelCase, as RegisterTaskDefinition takes it) and what
-``community.aws.ecs_taskdefinition_info`` returns (snake_case), and fills the defaults ECS adds
-(hostPort, protocol, essential, empty lists), so an unchanged definition compares equal.
-``community.aws.ecs_taskdefinition`` alone is not enough: it ignores cpu, memory, the execution
-role and network mode, and matches any ACTIVE revision rather than the latest.
+``dataops.prefect_fargate.ecs_taskdef_fingerprint`` reduces a task definition to the content that matters,
+so a role registers a new revision only when that content changes. It accepts both the shape the roles send
+(camelCase, as RegisterTaskDefinition takes it) and what ``community.aws.ecs_taskdefinition_info`` returns
+(snake_case), and fills the defaults ECS adds (hostPort, protocol, essential, empty lists), so an unchanged
+definition compares equal. ``community.aws.ecs_taskdefinition`` alone is not enough: it ignores cpu, memory,
+the execution role and network mode, and matches any ACTIVE revision rather than the latest.
+
+Every container field a role may set is part of the fingerprint (command, entryPoint, environment, secrets,
+port mappings, log configuration, healthCheck, readonlyRootFilesystem): a field left out would let a change of
+it go unregistered.
 """
 
 from __future__ import annotations
@@ -85,5 +89,5 @@ def taskdef_fingerprint(taskdef: dict | None) -> dict:
 class FilterModule:
     def filters(self):
         return {
-            "ecs_fargate_agent_taskdef_fingerprint": taskdef_fingerprint,
+            "ecs_taskdef_fingerprint": taskdef_fingerprint,
         }
