@@ -284,6 +284,31 @@ def test_alb_reader_sees_a_wanted_change(aws):
     assert not read_alb(clients(), alb_spec(subnet_ids=ids["subnets"], load_balancer=https))["load_balancer"]["in_sync"]
 
 
+def test_alb_reader_lists_a_target_group_the_role_no_longer_wants(aws):
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    ids = build_alb(ec2, elb)
+    spec = alb_spec(subnet_ids=ids["subnets"], stale_target_groups=["lb-srv-tg", "never-made-tg"])
+    state = read_alb(clients(), spec)
+    assert state["stale_target_groups"] == [] and state["in_sync"], state
+    srv = elb.create_target_group(Name="lb-srv-tg", Protocol="HTTP", Port=4200, VpcId=ids["vpc"],
+                                  TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    state = read_alb(clients(), spec)
+    assert state["stale_target_groups"] == [{"name": "lb-srv-tg", "arn": srv}]
+    assert not state["in_sync"] and state["load_balancer"]["in_sync"]
+
+
+def test_alb_reader_sees_a_listener_rule_left_by_the_server_when_rules_are_purged(aws):
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    ids = build_alb(ec2, elb)
+    listener = {"Protocol": "HTTP", "Port": 80, "DefaultActions": [{"Type": "forward", "TargetGroupName": "lb-tg"}], "Rules": []}
+    spec = alb_spec(subnet_ids=ids["subnets"], load_balancer={"listeners": [listener]})
+    assert read_alb(clients(), spec)["load_balancer"]["in_sync"]
+    elb.create_rule(ListenerArn=ids["listener"], Priority=10, Conditions=[{"Field": "path-pattern", "Values": ["/health"]}],
+                    Actions=[{"Type": "forward", "TargetGroupArn": ids["tg"]}])
+    state = read_alb(clients(), spec)
+    assert not state["load_balancer"]["in_sync"] and state["load_balancer"]["why"] == "listeners"
+
+
 # ------------------------------------------------------------------------------------------ ecs_agent
 QUEUE_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
                                                         "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-1:123456789012:q"}]}
