@@ -24,6 +24,9 @@ spec (built by roles/alb/tasks/create.yml):
                  DescribeTargetGroups returns them}, deregistration_delay, tags}
   server_target_group: optional, the same shape as target_group (the self-hosted Prefect server's group;
                        result key server_target_group, part of in_sync only when given)
+  stale_target_groups: optional, names of target groups the role made once and no longer wants (the server's when
+                       the self-hosted server is turned off); result key stale_target_groups lists those that still
+                       exist ({name, arn}), each one making in_sync false
   load_balancer: {name, listeners (as elb_application_lb takes them, TargetGroupName allowed; a listener with
                   `Rules` also has its non-default rules compared as elb_application_lb's purge_rules does),
                   attributes: {attribute key: string value}, tags}
@@ -150,6 +153,26 @@ def read_target_group(elb, want, vpc_id):
     return result
 
 
+def read_stale_target_groups(elb, names):
+    """The target groups of these names that exist ({name, arn}), in one call (a missing name fails the whole
+    DescribeTargetGroups call, so they are asked one by one only then)."""
+    if not names:
+        return []
+    try:
+        groups = elb.describe_target_groups(aws_retry=True, Names=list(names))["TargetGroups"]
+    except ClientError as exc:
+        if error_code(exc) != "TargetGroupNotFound":
+            raise
+        groups = []
+        for name in names if len(names) > 1 else []:
+            try:
+                groups += elb.describe_target_groups(aws_retry=True, Names=[name])["TargetGroups"]
+            except ClientError as inner:
+                if error_code(inner) != "TargetGroupNotFound":
+                    raise
+    return [{"name": g["TargetGroupName"], "arn": g["TargetGroupArn"]} for g in groups]
+
+
 def _with_arns(actions, target_groups):
     """Actions with TargetGroupName replaced by the ARN (as elb_application_lb does before comparing)."""
     out = []
@@ -198,6 +221,8 @@ def read_alb(client, spec):
         result["server_target_group"] = read_target_group(elb, spec["server_target_group"], result["vpc"]["id"])
         target_groups[spec["server_target_group"]["name"]] = result["server_target_group"]["arn"]
 
+    result["stale_target_groups"] = read_stale_target_groups(elb, spec.get("stale_target_groups") or [])
+
     want = spec["load_balancer"]
     try:
         balancers = elb.describe_load_balancers(aws_retry=True, Names=[want["name"]])["LoadBalancers"]
@@ -237,6 +262,7 @@ def read_alb(client, spec):
         if add or modify or delete or rules_differ(elb, current, listeners):
             why.append("listeners")
         result["load_balancer"] = dict(_out(arn, why), dns_name=lb.get("DNSName", ""), state=(lb.get("State") or {}).get("Code", ""))
-    result["in_sync"] = all(result[k]["in_sync"] for k in ("security_group", "target_group", "load_balancer")
-                            + (("server_target_group",) if "server_target_group" in result else ()))
+    result["in_sync"] = not result["stale_target_groups"] and all(
+        result[k]["in_sync"] for k in ("security_group", "target_group", "load_balancer")
+        + (("server_target_group",) if "server_target_group" in result else ()))
     return result

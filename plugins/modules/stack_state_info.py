@@ -25,7 +25,7 @@ options:
     description: Which role's resources to read.
     type: str
     required: true
-    choices: [alb, ecr, ecs_agent, iam, s3, vpc]
+    choices: [alb, ecr, ecs_agent, iam, prefect_server, s3, vpc]
   spec:
     description:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
@@ -40,13 +40,17 @@ options:
         stored under those prefixes.
       - For C(alb) the keys C(subnet_ids), C(security_group) (C(name), C(ingress), C(egress), C(tags)), C(target_group)
         (C(name), C(protocol), C(port), C(target_type), C(health_check), C(attributes), C(tags)) and C(load_balancer)
-        (C(name), C(listeners), C(attributes), C(tags)); see C(plugins/module_utils/stack_state_alb.py).
+        (C(name), C(listeners), C(attributes), C(tags)), optionally C(server_target_group) (as C(target_group)) and
+        C(stale_target_groups) (names that must not exist); see C(plugins/module_utils/stack_state_alb.py).
       - For C(ecr) the keys C(repository_name), C(registry_id) (optional), C(scan_on_push), C(tag_mutability),
         C(lifecycle_policy) (JSON text), C(tags) and C(registry) (C(override), C(insecure), C(tag), C(moving_tag),
         C(list_tags)); a key left out is not compared. With C(registry) the reader gets the registry login itself
         (C(ecr:GetAuthorizationToken)) and never returns it; see C(plugins/module_utils/stack_state_ecr.py).
       - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
         C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py).
+      - For C(prefect_server) the keys C(subnet_ids), C(server_security_group), C(db_security_group),
+        C(db_subnet_group), C(secrets), C(database), C(log_group), C(iam), C(cluster), C(task_family), C(service); see
+        C(plugins/module_utils/stack_state_server.py).
     type: dict
     required: true
 extends_documentation_fragment:
@@ -97,12 +101,18 @@ state:
       C(ec2_eip_info)) and C(in_sync) (everything in sync).
     - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
-    - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer) and C(in_sync).
+    - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer),
+      C(stale_target_groups) (those that exist, with C(name) and C(arn)), C(server_target_group) when asked, and
+      C(in_sync).
     - For C(ecr) the keys C(repository) (C(exists), C(arn), C(uri), C(in_sync), C(why), C(current)), C(tags) (C(in_sync),
       C(why), C(current)), C(registry) (C(host), C(repository_uri), C(tag_digest), C(moving_tag_digest),
       C(moving_tag_in_sync), C(tags); digests are empty when the registry lacks the tag) and C(in_sync).
     - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
       C(task_definition), C(service) and C(in_sync).
+    - For C(prefect_server) the keys C(subnets), C(vpc_id), C(server_security_group), C(db_security_group),
+      C(db_subnet_group), C(secrets) (by name, C(exists), C(arn), C(tags)), C(database) (C(exists), C(arn), C(address),
+      C(port), C(status)), C(log_group), C(iam), C(cluster), C(task_definition), C(service) (the ACTIVE service's
+      fields, empty when none) and C(in_sync).
     - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
       C(in_sync), C(why)), C(in_sync) and, with C(stored) in the spec, C(stored) (C(bucket_exists), C(keys)).
   returned: always
@@ -122,11 +132,13 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_server import read_server
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
 # A reader takes one client (a service name) or a client factory (a tuple of the services it reads).
 READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecs_agent": (("ec2", "ecs", "events", "logs", "secretsmanager", "sqs"), read_ecs_agent),
-           "ecr": (("ecr",), read_ecr), "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc)}
+           "ecr": (("ecr",), read_ecr), "iam": ("iam", read_iam), "s3": ("s3", read_s3), "vpc": ("ec2", read_vpc),
+           "prefect_server": (("ec2", "ecs", "iam", "logs", "rds", "secretsmanager"), read_server)}
 
 
 def main():

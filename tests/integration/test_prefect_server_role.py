@@ -176,6 +176,33 @@ def test_check_mode_on_the_deployed_stack_writes_nothing(runs):
     assert runs.check_deployed.run.changed_tasks == []
 
 
+def test_drift_is_reported_in_check_mode_then_repaired(runs, local_stack):
+    """The reader (stack_state_info, reader prefect_server) skips the write tasks only when nothing differs: drift
+    behind the stack's back is reported by check mode (no write) and written back by the next run."""
+    ec2, logs = client(local_stack, "ec2"), client(local_stack, "logs")
+    (db_sg,) = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [DB]}])["SecurityGroups"]
+    ec2.authorize_security_group_ingress(GroupId=db_sg["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    logs.put_retention_policy(logGroupName=f"/ecs/{NAME}-server", retentionInDays=1)
+    client(local_stack, "iam").detach_role_policy(
+        RoleName=f"{NAME}-server-execution", PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+    checked = run(local_stack, runs.entries, check=True)
+    assert checked.run.rc == 0, checked.run.failed_messages
+    assert checked.writes == []
+    assert {"Ensure the database security group (PostgreSQL from the server tasks only)",
+            "Ensure the server execution role (pull the image, write logs)"} <= set(short(checked.run.changed_tasks))
+    repaired = run(local_stack, runs.entries)
+    assert repaired.run.rc == 0, repaired.run.failed_messages
+    assert {"Ensure the database security group (PostgreSQL from the server tasks only)", "Ensure the server log group",
+            "Ensure the server execution role (pull the image, write logs)"} <= set(short(repaired.run.changed_tasks))
+    (db_sg,) = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [DB]}])["SecurityGroups"]
+    assert all(not p.get("IpRanges") for p in db_sg["IpPermissions"])
+    group = logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{NAME}-server")["logGroups"][0]
+    assert group.get("retentionInDays") == 30
+    again = run(local_stack, runs.entries)
+    assert again.run.rc == 0 and again.run.changed_tasks == [] and again.writes == []
+
+
 def test_delete_keeps_the_database_by_default_then_removes_it_with_the_opt_in(runs, local_stack):
     rds = client(local_stack, "rds")
     kept = run(local_stack, runs.entries, {"it_state": "absent"})

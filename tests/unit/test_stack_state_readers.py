@@ -16,6 +16,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_server import read_server
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
 from tests.helpers.module_runner import Client
@@ -284,6 +285,31 @@ def test_alb_reader_sees_a_wanted_change(aws):
     assert not read_alb(clients(), alb_spec(subnet_ids=ids["subnets"], load_balancer=https))["load_balancer"]["in_sync"]
 
 
+def test_alb_reader_lists_a_target_group_the_role_no_longer_wants(aws):
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    ids = build_alb(ec2, elb)
+    spec = alb_spec(subnet_ids=ids["subnets"], stale_target_groups=["lb-srv-tg", "never-made-tg"])
+    state = read_alb(clients(), spec)
+    assert state["stale_target_groups"] == [] and state["in_sync"], state
+    srv = elb.create_target_group(Name="lb-srv-tg", Protocol="HTTP", Port=4200, VpcId=ids["vpc"],
+                                  TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    state = read_alb(clients(), spec)
+    assert state["stale_target_groups"] == [{"name": "lb-srv-tg", "arn": srv}]
+    assert not state["in_sync"] and state["load_balancer"]["in_sync"]
+
+
+def test_alb_reader_sees_a_listener_rule_left_by_the_server_when_rules_are_purged(aws):
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    ids = build_alb(ec2, elb)
+    listener = {"Protocol": "HTTP", "Port": 80, "DefaultActions": [{"Type": "forward", "TargetGroupName": "lb-tg"}], "Rules": []}
+    spec = alb_spec(subnet_ids=ids["subnets"], load_balancer={"listeners": [listener]})
+    assert read_alb(clients(), spec)["load_balancer"]["in_sync"]
+    elb.create_rule(ListenerArn=ids["listener"], Priority=10, Conditions=[{"Field": "path-pattern", "Values": ["/health"]}],
+                    Actions=[{"Type": "forward", "TargetGroupArn": ids["tg"]}])
+    state = read_alb(clients(), spec)
+    assert not state["load_balancer"]["in_sync"] and state["load_balancer"]["why"] == "listeners"
+
+
 # ------------------------------------------------------------------------------------------ ecs_agent
 QUEUE_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
                                                         "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-1:123456789012:q"}]}
@@ -446,3 +472,110 @@ def test_s3_reader_lists_the_stored_keys_under_each_prefix_across_pages(aws):
     state = read_s3(Client(s3), want)
     assert state["stored"] == {"bucket_exists": True, "keys": keys}
     assert state["in_sync"] is True and state["buckets"] == {}  # stored keys are facts, not settings
+
+
+# ------------------------------------------------------------------------------------------ prefect_server
+SRV_TAGS = dict(TAGS, Name="srv")
+
+
+def server_spec(subnets, **overrides):
+    spec = {"subnet_ids": subnets,
+            "server_security_group": {"name": "srv-server", "tags": dict(TAGS, Name="srv-server"),
+                                      "ingress": [{"proto": "tcp", "ports": ["4200"], "group_id": "sg-0lb", "rule_desc": "lb"}]},
+            "db_security_group": {"name": "srv-db", "tags": dict(TAGS, Name="srv-db"),
+                                  "ingress": [{"proto": "tcp", "ports": [5432], "group_id": "@server", "rule_desc": "server"}]},
+            "db_subnet_group": {"name": "srv-db", "description": "db subnets", "subnet_ids": subnets, "tags": dict(TAGS, Name="srv-db")},
+            "secrets": ["srv/db-url", "srv/auth", "srv/never-made"],
+            "database": {"identifier": "srv-db", "instance_class": "db.t4g.micro", "allocated_storage": "20", "storage_type": "gp3",
+                         "kms_key_id": "", "multi_az": False, "backup_retention_period": "7", "deletion_protection": False,
+                         "engine_version": "", "tags": dict(TAGS, Name="srv-db")},
+            "log_group": {"name": "/ecs/srv", "retention": "30", "tags": dict(TAGS, Name="/ecs/srv")},
+            "iam": {"roles": [{"name": "srv-exec", "description": "exec", "managed_policies": [],
+                               "assume_role_policy_document": {"Version": "2012-10-17", "Statement": [
+                                   {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                               "tags": dict(TAGS, Name="srv-exec"),
+                               "inline_policies": {"read": {"Version": "2012-10-17", "Statement": [
+                                   {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                    "Resource": ["@secret:srv/db-url", "@secret:srv/auth"]}]}}}]},
+            "cluster": {"name": "srv"}, "task_family": "srv", "service": {"cluster": "srv", "name": "srv"}}
+    spec.update(overrides)
+    return spec
+
+
+def build_server():
+    """What roles/prefect_server makes for server_spec(), in the network of build_public_network()."""
+    ec2, rds, sm, logs, iam, ecs = (boto3.client(n) for n in ("ec2", "rds", "secretsmanager", "logs", "iam", "ecs"))
+    net = build_public_network(ec2)
+    lb = ec2.create_security_group(GroupName="lb", Description="d", VpcId=net["vpc"])["GroupId"]
+    server = ec2.create_security_group(GroupName="srv-server", Description="d", VpcId=net["vpc"], TagSpecifications=[
+        {"ResourceType": "security-group", "Tags": _tag_list(dict(TAGS, Name="srv-server"))}])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=server, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 4200, "ToPort": 4200, "UserIdGroupPairs": [{"GroupId": lb, "Description": "lb"}]}])
+    db_sg = ec2.create_security_group(GroupName="srv-db", Description="d", VpcId=net["vpc"], TagSpecifications=[
+        {"ResourceType": "security-group", "Tags": _tag_list(dict(TAGS, Name="srv-db"))}])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=db_sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": server, "Description": "server"}]}])
+    ec2.revoke_security_group_egress(GroupId=db_sg, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    rds.create_db_subnet_group(DBSubnetGroupName="srv-db", DBSubnetGroupDescription="db subnets", SubnetIds=net["subnets"],
+                               Tags=_tag_list(dict(TAGS, Name="srv-db")))
+    rds.create_db_instance(DBInstanceIdentifier="srv-db", Engine="postgres", DBInstanceClass="db.t4g.micro", AllocatedStorage=20,
+                           StorageType="gp3", StorageEncrypted=True, MasterUsername="prefect", MasterUserPassword="x" * 20,
+                           DBSubnetGroupName="srv-db", VpcSecurityGroupIds=[db_sg], PubliclyAccessible=False, MultiAZ=False,
+                           BackupRetentionPeriod=7, DeletionProtection=False, CopyTagsToSnapshot=True,
+                           AutoMinorVersionUpgrade=True, Tags=_tag_list(dict(TAGS, Name="srv-db")))
+    arns = {name: sm.create_secret(Name=name, SecretString="v")["ARN"] for name in ("srv/db-url", "srv/auth")}
+    logs.create_log_group(logGroupName="/ecs/srv", tags=dict(TAGS, Name="/ecs/srv"))
+    logs.put_retention_policy(logGroupName="/ecs/srv", retentionInDays=30)
+    spec = server_spec(net["subnets"], server_security_group=dict(server_spec([])["server_security_group"], ingress=[
+        {"proto": "tcp", "ports": ["4200"], "group_id": lb, "rule_desc": "lb"}]))
+    role = spec["iam"]["roles"][0]
+    iam.create_role(RoleName="srv-exec", Description="exec", AssumeRolePolicyDocument=json.dumps(role["assume_role_policy_document"]),
+                    Tags=_tag_list(role["tags"]))
+    policy = json.loads(json.dumps(role["inline_policies"]["read"]).replace('"@secret:srv/db-url"', json.dumps(arns["srv/db-url"]))
+                        .replace('"@secret:srv/auth"', json.dumps(arns["srv/auth"])))
+    iam.put_role_policy(RoleName="srv-exec", PolicyName="read", PolicyDocument=json.dumps(policy))
+    ecs.create_cluster(clusterName="srv")
+    return dict(net, lb=lb, server=server, db_sg=db_sg, arns=arns, spec=spec)
+
+
+def server_flags(state):
+    keys = ("server_security_group", "db_security_group", "db_subnet_group", "database", "log_group", "iam", "cluster")
+    return {k for k in keys if not state[k]["in_sync"]}
+
+
+def test_server_reader_on_an_empty_account_finds_nothing(aws):
+    state = read_server(clients(), server_spec([]))
+    assert not state["in_sync"]
+    assert server_flags(state) == {"server_security_group", "db_security_group", "db_subnet_group", "database",
+                                   "log_group", "iam", "cluster"}
+    assert state["service"] == {} and state["task_definition"]["arn"] == ""
+    assert not any(s["exists"] for s in state["secrets"].values())
+
+
+def test_server_reader_finds_the_converged_server_in_sync(aws):
+    ids = build_server()
+    state = read_server(clients(), ids["spec"])
+    assert state["in_sync"], {k: state[k]["why"] for k in server_flags(state)}
+    assert state["vpc_id"] == ids["vpc"] and state["db_security_group"]["id"] == ids["db_sg"]
+    assert state["secrets"]["srv/auth"]["arn"] == ids["arns"]["srv/auth"] and not state["secrets"]["srv/never-made"]["exists"]
+    assert state["database"]["exists"] and state["database"]["address"]
+
+
+@pytest.mark.parametrize("drift, out_of_sync", [
+    (lambda ids: boto3.client("ec2").authorize_security_group_ingress(GroupId=ids["db_sg"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]), "db_security_group"),
+    (lambda ids: boto3.client("ec2").create_tags(Resources=[ids["server"]], Tags=[{"Key": "Extra", "Value": "1"}]),
+     "server_security_group"),
+    (lambda ids: boto3.client("rds").modify_db_instance(DBInstanceIdentifier="srv-db", BackupRetentionPeriod=1,
+                                                        ApplyImmediately=True), "database"),
+    (lambda ids: boto3.client("logs").put_retention_policy(logGroupName="/ecs/srv", retentionInDays=7), "log_group"),
+    (lambda ids: boto3.client("iam").put_role_policy(RoleName="srv-exec", PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]})), "iam"),
+    (lambda ids: boto3.client("ecs").delete_cluster(cluster="srv"), "cluster"),
+])
+def test_server_reader_reports_each_drift_on_its_resource_only(aws, drift, out_of_sync):
+    ids = build_server()
+    drift(ids)
+    state = read_server(clients(), ids["spec"])
+    assert server_flags(state) == {out_of_sync}, state
+    assert not state["in_sync"]

@@ -1,9 +1,11 @@
 """The hosted Prefect server's UI in a real browser: headless Chromium (Debian package `chromium`), driven through its
-DevTools protocol, logs in with the server's basic auth on the UI's own login page and finds the deployment.
+DevTools protocol, logs in with the server's basic auth on the UI's own login page and finds the deployment, then
+the last flow run's table artifact (top-gainers-<ccy>, published by flow_app/gainers_elt) on the run's page and the
+artifact's own page, with its first rows rendered in the table.
 
 Run by molecule/hosted/verify.yml against the deployed stack: HOSTED_UI_URL (the server's public root URL),
 HOSTED_UI_AUTH_STRING (its basic auth, "user:password"), HOSTED_UI_FLOW and HOSTED_UI_DEPLOYMENT (the catalogue's
-first entry), HOSTED_UI_DEPLOYMENT_ID. On failure a screenshot of the page is kept in .cache/hosted-ui-failure.png
+first entry), HOSTED_UI_DEPLOYMENT_ID, HOSTED_UI_FLOW_RUN_ID (the run verify.yml triggered). On failure a screenshot of the page is kept in .cache/hosted-ui-failure.png
 (and its text next to it)."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -149,3 +152,50 @@ def test_the_deployment_is_on_the_hosted_servers_ui(browser):
     browser.navigate(f"{root}/deployments/deployment/{os.environ['HOSTED_UI_DEPLOYMENT_ID']}")
     assert browser.wait_for(f"{TEXT}.includes({json.dumps(deployment)})", 60), \
         "the deployment's page did not show it: " + browser.text()[:1000]
+
+
+def api(path: str, body: dict) -> object:
+    """POST to the hosted server's API with its basic auth (what the page must show is read from the API)."""
+    root = os.environ["HOSTED_UI_URL"].rstrip("/")
+    auth = base64.b64encode(os.environ["HOSTED_UI_AUTH_STRING"].encode()).decode()
+    request = urllib.request.Request(f"{root}/api{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.load(resp)
+
+
+def click_tab(page: Browser, label: str) -> None:
+    """Select one of a page's tabs (the flow run page has no URL per tab)."""
+    tab = f"[...document.querySelectorAll('li.p-tab,[role=tab],button')].find(e => e.innerText.trim() === {json.dumps(label)})"
+    assert page.wait_for(tab, 60), f"no {label} tab on the page: " + page.text()[:1000]
+    page.evaluate(f"{tab}.click()")
+
+
+def test_the_last_flow_runs_table_artifact_is_on_the_hosted_servers_ui(browser):
+    root = os.environ["HOSTED_UI_URL"].rstrip("/")
+    run_id = os.environ["HOSTED_UI_FLOW_RUN_ID"]
+    artifacts = api("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}, "type": {"any_": ["table"]}}})
+    tables = [a for a in artifacts if re.fullmatch(r"top-gainers-[a-z]{3}", a.get("key") or "")]
+    assert len(tables) == 1, f"flow run {run_id} has no single top-gainers table artifact: {[a.get('key') for a in artifacts]}"
+    artifact = tables[0]
+    rows = json.loads(artifact["data"]) if isinstance(artifact["data"], str) else artifact["data"]
+    assert rows, f"the table artifact {artifact['key']} of flow run {run_id} is empty"
+    key, first = artifact["key"], rows[0]
+
+    # Logged out, a run's page answers "Page not found" instead of the login page: log in from the list first.
+    browser.navigate(f"{root}/deployments")
+    log_in(browser, os.environ["HOSTED_UI_AUTH_STRING"])
+    browser.navigate(f"{root}/runs/flow-run/{run_id}")
+    click_tab(browser, "Artifacts")
+    assert browser.wait_for(f"{TEXT}.includes({json.dumps(key)})", 60), \
+        f"the flow run's Artifacts tab does not show {key}: " + browser.text()[-1000:]
+
+    # The artifact's page renders the rows as a table: the first row's coin is in it.
+    browser.navigate(f"{root}/artifacts/artifact/{artifact['id']}")
+    table = "[...document.querySelectorAll('table')].map(t => t.innerText).join('\\n')"
+    wanted = [str(first["name"]), str(first["symbol"])]
+    found = browser.wait_for(f"{TEXT}.includes({json.dumps(key)}) && "
+                             + " && ".join(f"{table}.includes({json.dumps(v)})" for v in wanted), 60)
+    assert found, f"artifact {key} ({artifact['id']}) does not show its first row {wanted}: " + browser.text()[:1500]
+    assert browser.evaluate("document.querySelectorAll('table tbody tr').length") >= min(len(rows), 2), \
+        "the artifact's table has fewer rows than the artifact: " + browser.text()[:1500]
