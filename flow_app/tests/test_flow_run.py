@@ -229,6 +229,10 @@ def test_deployment_pulls_the_code_from_s3_and_runs_on_a_worker(flow_stack, aws,
     aws.create_bucket(Bucket=storage)
     for path in sorted((FLOW_APP / "gainers_elt").glob("*.py")):
         aws.upload_file(str(path), storage, f"{folder}/gainers_elt/{path.name}")
+    # The image installs flow_common (flow_app/Dockerfile); a process worker on the host has only the pulled folder,
+    # which Prefect puts on sys.path: the shared package goes next to the flow's.
+    for path in sorted((FLOW_APP / "flow_common").glob("*.py")):
+        aws.upload_file(str(path), storage, f"{folder}/flow_common/{path.name}")
     api = httpx.Client(base_url=flow_stack.prefect_api_url, timeout=30)
     api.post("/work_pools/", json={"name": pool, "type": "process"}).raise_for_status()
     flow_id = api.post("/flows/", json={"name": "top-gainers-elt"}).json()["id"]
