@@ -13,6 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TEST_STACK := LOCAL_STACK_INSTANCE=test $(STACK)
 TEST2_STACK := LOCAL_STACK_INSTANCE=test2 $(STACK)
 TEST3_STACK := LOCAL_STACK_INSTANCE=test3 $(STACK)
+TEST4_STACK := LOCAL_STACK_INSTANCE=test4 $(STACK)
 
 .PHONY: help setup venv system-deps up down status reset demo test test-fast test-down lint site teardown \
         clean lock build bench
@@ -49,17 +50,20 @@ site: setup ## ansible-playbook site.yml on inventories/ENV (ENV=local by defaul
 teardown: setup ## ansible-playbook teardown.yml on inventories/ENV (ENV=local by default)
 	ansible-playbook teardown.yml -i inventories/$(ENV) $(ARGS)
 
-# Three pytest-xdist workers, each on its own stack instance (test, test2, test3). A playbook run keeps about
-# one core busy and waits on the emulator, Prefect and the Fargate stand-in between tasks: two workers left the
-# two cores 26 % idle (stop 24's CI: 51 CPU-min in 34.5 min), a third fills those waits. Whole files per
-# worker, longest first (tests/conftest.py).
-test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own three stack instances)
-	$(MAKE) lint
-	@echo "test stacks (leave a demo stack alone):"; $(TEST_STACK) up && $(TEST2_STACK) up && $(TEST3_STACK) up
-	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
+# Four pytest-xdist workers, each on its own stack instance (test .. test4). A playbook run keeps about one core
+# busy and waits on the emulator, Prefect and the Fargate stand-in between tasks: two workers left the two cores
+# 26 % idle (stop 24's CI: 51 CPU-min in 34.5 min), three still 11 % (stop 25: 50.6 CPU-min in 28.5 min). Whole
+# files per worker, longest first (tests/conftest.py). The stacks start while lint runs.
+test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own four stack instances)
+	@mkdir -p .cache; ($(TEST_STACK) up && $(TEST2_STACK) up && $(TEST3_STACK) up && $(TEST4_STACK) up) \
+	  > .cache/test-stacks-up.log 2>&1 & stacks=$$!; \
+	  $(MAKE) lint; lint=$$?; wait $$stacks; up=$$?; \
+	  echo "test stacks (leave a demo stack alone):"; cat .cache/test-stacks-up.log; \
+	  [ $$lint -eq 0 ] && [ $$up -eq 0 ]
+	$(PY) -m pytest -n 4 --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 test-down: ## Stop the test suite's stack instances
-	@if [ -x $(PY) ]; then echo "test stacks:"; $(TEST_STACK) down; $(TEST2_STACK) down; $(TEST3_STACK) down; fi
+	@if [ -x $(PY) ]; then echo "test stacks:"; $(TEST_STACK) down; $(TEST2_STACK) down; $(TEST3_STACK) down; $(TEST4_STACK) down; fi
 
 test-fast: venv ## Unit tests only: no servers, spread over the cores (pytest-xdist)
 	$(PY) -m pytest -m "not integration and not molecule" -n auto $(PYTEST_ARGS)
@@ -87,5 +91,5 @@ lock: ## Recompile requirements.txt from requirements.in
 	.cache/uv-tool/bin/uv pip compile --python-version 3.12 requirements.in -o requirements.txt
 
 clean: ## Stop every stack instance and remove their state (emulator, Prefect DB, images) and caches
-	@if [ -x $(PY) ]; then $(STACK) clean; $(TEST_STACK) clean; $(TEST2_STACK) clean; $(TEST3_STACK) clean; fi
+	@if [ -x $(PY) ]; then $(STACK) clean; $(TEST_STACK) clean; $(TEST2_STACK) clean; $(TEST3_STACK) clean; $(TEST4_STACK) clean; fi
 	rm -rf .cache/dist .pytest_cache

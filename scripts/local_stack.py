@@ -26,6 +26,7 @@ Two instances never share a port or a state folder (LOCAL_STACK_INSTANCE, defaul
   test  what the test suite uses:  state <repo>/.local-stack-test, each port + 100 (worker 8180, fargate 5103)
   test2 the suite's second worker: state <repo>/.local-stack-test2, each port + 200
   test3 the suite's third worker:  state <repo>/.local-stack-test3, each port + 300
+  test4 the suite's fourth worker: state <repo>/.local-stack-test4, each port + 400
 so `make test` never touches (or wipes) a deployed demo stack. Each variable still overrides one value.
 
 Only processes recorded in our pid files are ever stopped, never "by name".
@@ -70,13 +71,18 @@ INSTANCES = {
     "test3": {"state": ".local-stack-test3", "MOTO_PORT": 5300, "PREFECT_PORT": 4500, "FIXTURES_PORT": 5302,
               "REGISTRY_PORT": 5301, "WORKER_PORT": 8380, "FARGATE_PORT": 5303, "POSTGRES_PORT": 5304,
               "SERVER_PORT": 5305},
+    "test4": {"state": ".local-stack-test4", "MOTO_PORT": 5400, "PREFECT_PORT": 4600, "FIXTURES_PORT": 5402,
+              "REGISTRY_PORT": 5401, "WORKER_PORT": 8480, "FARGATE_PORT": 5403, "POSTGRES_PORT": 5404,
+              "SERVER_PORT": 5405},
 }
-# The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2", gw2 on "test3".
-TEST_INSTANCES = ("test", "test2", "test3")
+# The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2", gw2 on "test3", gw3 on
+# "test4".
+TEST_INSTANCES = ("test", "test2", "test3", "test4")
 
 
 def test_instance(xdist_worker: str | None) -> str:
-    """The instance a test process runs on: "test" alone or as worker gw0, "test2" as gw1, "test3" as gw2.
+    """The instance a test process runs on: "test" alone or as worker gw0, "test2" as gw1, "test3" as gw2,
+    "test4" as gw3.
 
     A worker past the last test instance has none: two workers on one instance would reset each other's
     emulator and Prefect server, so the caller is refused instead (see tests/helpers/stack.py)."""

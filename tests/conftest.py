@@ -22,12 +22,12 @@ def local_stack():
     return stack
 
 
-# The longest files, measured in CI (stop 24, two workers): interrupted runs 709 s (two tests), secrets about 400 s,
-# molecule hosted 316 s, throttling 307 s, molecule default 295 s, drift 220 s, two runs at once 137 s. `make test`
-# runs the files on three pytest-xdist workers (--dist loadfile, one stack instance each) in this order; xdist
-# hands each worker two files up front (gw0: 1st + 4th, gw1: 2nd + 5th, gw2: 3rd + 6th) and the next file to
-# whichever runs low, so the longest start first, the unit tests fill in at the end, and the workers finish at
-# about the same time.
+# The longest files, measured in CI (stop 25, three workers): interrupted runs 750 s + 2 min (two tests), secrets
+# about 9 min, molecule hosted 423 s, molecule default 351 s, throttling 309 s, drift 250 s, two runs at once 135 s.
+# `make test` runs the files on four pytest-xdist workers (--dist loadfile, one stack instance each) in this order;
+# xdist hands each worker two files up front (gw0: 1st + 5th, gw1: 2nd + 6th, ...) and the next file to whichever
+# runs low, so the longest start first, the unit tests fill in at the end, and the workers finish at about the
+# same time.
 LONGEST_FIRST = ("test_interrupted_runs.py", "test_scenario_hosted.py", "test_secrets.py", "test_scenario_default.py",
                  "test_throttling.py", "test_drift.py", "test_concurrent_runs.py",
                  # then the files of 3-7 min (stop 25's CI, under load), so that none of them is the last to start

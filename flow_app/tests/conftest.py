@@ -29,7 +29,7 @@ STACK_SCRIPT = REPO / "scripts" / "local_stack.py"
 
 def _pin_test_instance() -> None:
     """Export the test instance's state folder and ports, for this process and every child it starts
-    (workers gw1 and gw2 of `make test` run on "test2" and "test3": scripts/local_stack.py pin_test_instance)."""
+    (workers gw1 .. gw3 of `make test` run on "test2" .. "test4": scripts/local_stack.py pin_test_instance)."""
     spec = importlib.util.spec_from_file_location("local_stack_pin", STACK_SCRIPT)
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # its dataclasses look their module up there

@@ -1,7 +1,7 @@
 """Test helpers for the local stack: endpoints, emulator reset, request recording, playbook runs.
 
-The suite runs on its own instances of the local stack (LOCAL_STACK_INSTANCE=test, and test2 and test3 for
-the second and third pytest-xdist workers: own state folders, own ports), never on the demo stack `make demo` leaves deployed. Importing this module pins the
+The suite runs on its own instances of the local stack (LOCAL_STACK_INSTANCE=test, and test2 .. test4 for
+the other pytest-xdist workers: own state folders, own ports), never on the demo stack `make demo` leaves deployed. Importing this module pins the
 process and every child (ansible-playbook, molecule) to that instance through the environment; a
 variable set by the caller (e.g. MOTO_PORT) still wins.
 """
@@ -37,8 +37,8 @@ def _load_stack_script():
     return module
 
 
-# Alone or as pytest-xdist worker gw0 the suite runs on "test", as gw1 on "test2", as gw2 on "test3" (`make test`
-# runs three workers). The script binds its instance when loaded: load it once to pin the process, then for real.
+# Alone or as pytest-xdist worker gw0 the suite runs on "test", as gw1 on "test2", gw2 on "test3", gw3 on "test4"
+# (`make test` runs four workers). The script binds its instance when loaded: load it once to pin the process, then for real.
 _NO_INSTANCE = _load_stack_script().pin_test_instance(os.environ)
 local_stack_script = _load_stack_script()
 os.environ.update(local_stack_script.instance_env())

@@ -37,8 +37,8 @@ def test_suite_and_demo_instances_are_disjoint():
 
 def test_every_instance_has_its_own_postgres_port():
     """The local PostgreSQL server (the engine of RDS postgres instances) is per instance too."""
-    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3")}
-    wanted = {"demo": "5004", "test": "5104", "test2": "5204", "test3": "5304"}
+    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3", "test4")}
+    wanted = {"demo": "5004", "test": "5104", "test2": "5204", "test3": "5304", "test4": "5404"}
     assert {name: env["POSTGRES_PORT"] for name, env in envs.items()} == wanted
     every = [port for env in envs.values() for port in ports(env)]
     assert len(every) == len(set(every)) == 8 * len(envs)  # no port twice, within or across instances
@@ -47,23 +47,23 @@ def test_every_instance_has_its_own_postgres_port():
 def test_every_instance_has_its_own_hosted_server_port():
     """The hosted Prefect server's task (prefect_server_mode: hosted) shares the host's network: its port is per
     instance and differs from the stack's own Prefect server (the demo's is 4200, the role's default)."""
-    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3")}
-    wanted = {"demo": "5005", "test": "5105", "test2": "5205", "test3": "5305"}
+    envs = {name: instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3", "test4")}
+    wanted = {"demo": "5005", "test": "5105", "test2": "5205", "test3": "5305", "test4": "5405"}
     assert {name: env["SERVER_PORT"] for name, env in envs.items()} == wanted
     assert all(env["SERVER_PORT"] != env["PREFECT_PORT"] for env in envs.values())
 
 
 def test_each_test_worker_has_its_own_instance():
-    """`make test` runs three pytest-xdist workers at once, each resetting its own emulator and Prefect server."""
-    envs = [instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3")]
+    """`make test` runs four pytest-xdist workers at once, each resetting its own emulator and Prefect server."""
+    envs = [instance_env(LOCAL_STACK_INSTANCE=name) for name in ("demo", "test", "test2", "test3", "test4")]
     assert len({env["LOCAL_STACK_STATE"] for env in envs}) == len(envs)
     for index, env in enumerate(envs):
         others = set().union(*(ports(other) for other in envs[:index] + envs[index + 1:]))
         assert ports(env) & others == set(), env["LOCAL_STACK_INSTANCE"]
-    assert [local_stack_script.test_instance(w) for w in (None, "gw0", "gw1", "gw2")] == ["test", "test", "test2",
-                                                                                          "test3"]
-    with pytest.raises(LookupError, match="worker gw3 has no local-stack instance: .* at most -n 3"):
-        local_stack_script.test_instance("gw3")
+    workers = (None, "gw0", "gw1", "gw2", "gw3")
+    assert [local_stack_script.test_instance(w) for w in workers] == ["test", "test", "test2", "test3", "test4"]
+    with pytest.raises(LookupError, match="worker gw4 has no local-stack instance: .* at most -n 4"):
+        local_stack_script.test_instance("gw4")
 
 
 def test_importing_the_test_helpers_pins_the_suite_to_its_instance():
@@ -80,7 +80,7 @@ def test_unknown_instance_is_refused():
     env = {k: v for k, v in os.environ.items() if k not in INSTANCE_VARIABLES}
     proc = subprocess.run([sys.executable, str(STACK_SCRIPT), "env"], env={**env, "LOCAL_STACK_INSTANCE": "prod"},
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test, test2, test3" in proc.stderr
+    assert proc.returncode != 0 and "LOCAL_STACK_INSTANCE='prod' is not one of demo, test, test2, test3, test4" in proc.stderr
 
 
 def test_the_flow_package_tests_pin_the_test_instance_too():
@@ -111,8 +111,8 @@ def test_a_worker_drops_the_instance_its_controller_pinned_but_keeps_the_callers
     again = dict(worker)
     local_stack_script.pin_test_instance(again)
     assert again == worker
-    fourth = {**controller, "PYTEST_XDIST_WORKER": "gw3"}
-    assert "at most -n 3" in local_stack_script.pin_test_instance(fourth)
+    fifth = {**controller, "PYTEST_XDIST_WORKER": "gw4"}
+    assert "at most -n 4" in local_stack_script.pin_test_instance(fifth)
     chosen = {**caller, "LOCAL_STACK_INSTANCE": "test", "PYTEST_XDIST_WORKER": "gw1"}  # the caller's choice wins
     local_stack_script.pin_test_instance(chosen)
     assert chosen["LOCAL_STACK_INSTANCE"] == "test"
