@@ -50,17 +50,19 @@ site: setup ## ansible-playbook site.yml on inventories/ENV (ENV=local by defaul
 teardown: setup ## ansible-playbook teardown.yml on inventories/ENV (ENV=local by default)
 	ansible-playbook teardown.yml -i inventories/$(ENV) $(ARGS)
 
-# Four pytest-xdist workers, each on its own stack instance (test .. test4). A playbook run keeps about one core
-# busy and waits on the emulator, Prefect and the Fargate stand-in between tasks: two workers left the two cores
-# 26 % idle (stop 24's CI: 51 CPU-min in 34.5 min), three still 11 % (stop 25: 50.6 CPU-min in 28.5 min). Whole
-# files per worker, longest first (tests/conftest.py). The stacks start while lint runs.
-test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own four stack instances)
-	@mkdir -p .cache; ($(TEST_STACK) up && $(TEST2_STACK) up && $(TEST3_STACK) up && $(TEST4_STACK) up) \
+# Three pytest-xdist workers, each on its own stack instance (test, test2, test3). A playbook run keeps about one
+# core busy and waits on the emulator, Prefect and the Fargate stand-in between tasks: two workers left the two
+# cores 26 % idle (stop 24's CI: 51 CPU-min, pytest 32.5 min); three: 50.6 CPU-min, pytest 28.5 min; four were
+# slower (54.7 CPU-min, pytest 30.5 min: contention). TEST_WORKERS=4 uses the fourth instance on a bigger machine.
+# Whole files per worker, longest first (tests/conftest.py). The stacks start while lint runs.
+TEST_WORKERS ?= 3
+test: setup ## Everything CI runs: lint, unit, integration, molecule (on the suite's own three stack instances)
+	@mkdir -p .cache; ($(TEST_STACK) up && $(TEST2_STACK) up && $(TEST3_STACK) up && { [ $(TEST_WORKERS) -lt 4 ] || $(TEST4_STACK) up; }) \
 	  > .cache/test-stacks-up.log 2>&1 & stacks=$$!; \
 	  $(MAKE) lint; lint=$$?; wait $$stacks; up=$$?; \
 	  echo "test stacks (leave a demo stack alone):"; cat .cache/test-stacks-up.log; \
 	  [ $$lint -eq 0 ] && [ $$up -eq 0 ]
-	$(PY) -m pytest -n 4 --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 test-down: ## Stop the test suite's stack instances
 	@if [ -x $(PY) ]; then echo "test stacks:"; $(TEST_STACK) down; $(TEST2_STACK) down; $(TEST3_STACK) down; $(TEST4_STACK) down; fi

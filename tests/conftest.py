@@ -24,8 +24,8 @@ def local_stack():
 
 # The longest files, measured in CI (stop 25, three workers): interrupted runs 750 s + 2 min (two tests), secrets
 # about 9 min, molecule hosted 423 s, molecule default 351 s, throttling 309 s, drift 250 s, two runs at once 135 s.
-# `make test` runs the files on four pytest-xdist workers (--dist loadfile, one stack instance each) in this order;
-# xdist hands each worker two files up front (gw0: 1st + 5th, gw1: 2nd + 6th, ...) and the next file to whichever
+# `make test` runs the files on three pytest-xdist workers (--dist loadfile, one stack instance each) in this order;
+# xdist hands each worker two files up front (gw0: 1st + 4th, gw1: 2nd + 5th, gw2: 3rd + 6th) and the next file to whichever
 # runs low, so the longest start first, the unit tests fill in at the end, and the workers finish at about the
 # same time.
 LONGEST_FIRST = ("test_interrupted_runs.py", "test_scenario_hosted.py", "test_secrets.py", "test_scenario_default.py",
