@@ -163,6 +163,11 @@ ui_url:
 """
 
 import copy
+import hashlib
+import json
+import os
+import pwd
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -176,6 +181,46 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.prefect_ap
 )
 
 _POOL_FIELDS = ("description", "concurrency_limit", "is_paused", "base_job_template")
+
+
+# The default template is a pure function of the installed worker packages; importing prefect-aws to
+# build it costs about a second per run, so it is kept per package versions (a cache only: any error
+# reading or writing it just builds the template again).
+TEMPLATE_PACKAGES = {"ecs": ("prefect-aws", "prefect"), "process": ("prefect",)}
+
+
+def template_cache_path(pool_type):
+    """The cache file for the installed versions of ``pool_type``'s packages, or None."""
+    from importlib import metadata
+
+    try:
+        versions = ["%s=%s" % (name, metadata.version(name)) for name in TEMPLATE_PACKAGES[pool_type]]
+    except (KeyError, metadata.PackageNotFoundError):
+        return None
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir,
+                                                            ".cache")
+    key = hashlib.sha256(("%s:%s" % (pool_type, ",".join(versions))).encode()).hexdigest()[:24]
+    return os.path.join(root, "dataops.prefect_fargate", "base-job-templates", "%s-%s.json" % (pool_type, key))
+
+
+def cached_default_base_job_template(module, pool_type):
+    path = template_cache_path(pool_type)
+    if path:
+        try:
+            with open(path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            pass
+    template = default_base_job_template(module, pool_type)
+    if path and template is not None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as handle:
+                json.dump(template, handle)
+            os.replace(handle.name, path)
+        except OSError:
+            pass
+    return template
 
 
 def default_base_job_template(module, pool_type):
@@ -204,7 +249,7 @@ def desired_template(module):
     params = module.params
     template = copy.deepcopy(params["base_job_template"]) if params["base_job_template"] else None
     if template is None:
-        template = default_base_job_template(module, params["type"])
+        template = cached_default_base_job_template(module, params["type"])
     job_variables = {k: v for k, v in (params["job_variables"] or {}).items() if v is not None}
     if template is None:
         if job_variables:

@@ -45,7 +45,7 @@ def test_environment_overrides_a_shared_default():
 def test_every_inventory_names_its_environment(env):
     values = host_vars(env)
     assert values["stack_env"] == env
-    assert values["ansible_connection"] == "local"
+    assert values["ansible_connection"] == "dataops.prefect_fargate.local_forkserver"
 
 
 def test_no_clear_text_secret_is_committed():

@@ -24,6 +24,9 @@ at a terminal does: ansible-playbook stops its workers itself (they run in sessi
 not get the terminal's SIGINT). SIGKILL goes to every process of the run, the workers' sessions (the
 module in flight, an image build) included, as when a CI runner or a machine is lost: a worker left
 orphaned would finish its module behind the next run's back, which is not "the run stopped here".
+A module forked by the local_forkserver connection's server is not below its worker: the commands it
+started carry this run's KILL_SWITCH_RUN marker and get the SIGKILL too, and the server stops the
+module itself as soon as its worker is gone.
 """
 
 from __future__ import annotations
@@ -80,6 +83,32 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _marked(marker: bytes) -> list[int]:
+    """Processes started with ``marker`` in their environment: a forked module's subprocesses.
+
+    With the dataops.prefect_fargate.local_forkserver connection a module runs in a fork of the module
+    server, not below its worker, but the commands it starts inherit the task's environment (this run's
+    marker). The forked module itself is stopped by the server once its worker is gone.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if marker in handle.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _run_processes() -> list[int]:
+    """Every process of this run: its descendants and the commands its forked modules started."""
+    mine = _descendants(os.getpid())
+    marker = f"KILL_SWITCH_RUN={os.getpid()}".encode()
+    return mine + [pid for pid in _marked(marker) if pid not in mine and pid != os.getpid()]
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -98,6 +127,7 @@ class CallbackModule(CallbackBase):
         self._starts = 0
         self._items_seen = 0
         self._armed = bool(self._task)
+        os.environ["KILL_SWITCH_RUN"] = str(os.getpid())  # inherited by the workers, so by every task's commands
         self._current = ""
 
     # ------------------------------------------------------------------ log
@@ -122,7 +152,7 @@ class CallbackModule(CallbackBase):
             self._write({"event": "kill", "task": self._task, "where": where, "signal": self._signal.name,
                          "delay": self._delay, "running": self._current, "time": time.time()})
             if self._signal == signal.SIGKILL:
-                for pid in _descendants(os.getpid()):
+                for pid in _run_processes():
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
@@ -150,7 +180,7 @@ class CallbackModule(CallbackBase):
                 self._write({"event": "missed", "task": self._task, "process": " ".join(self._process),
                              "running": self._current, "time": time.time()})
                 return  # the task ended without running the command: the test reports no kill
-            if any(_matches(_command_line(pid), self._process) for pid in _descendants(os.getpid())):
+            if any(_matches(_command_line(pid), self._process) for pid in _run_processes()):
                 time.sleep(max(self._delay, 0))
                 send()
                 return

@@ -36,6 +36,13 @@ def pool(**overrides):
     return data
 
 
+@pytest.fixture(autouse=True)
+def template_cache(tmp_path, monkeypatch):
+    """Each test its own cache of default templates (the module keeps them under XDG_CACHE_HOME)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 ARGS = {"name": "elt-ecs", "type": "ecs", "description": "d", "base_job_template": TEMPLATE,
         "job_variables": {"cluster": "c1", "command": None}}
 
@@ -122,6 +129,41 @@ def test_ecs_default_template_comes_from_prefect_aws(run_module):
         Call("GET", "/work_pools/elt-ecs", pool()),
     ])
     assert result["changed"] is True
+
+
+ECS_ONLY = {"name": "elt-ecs", "type": "ecs", "job_variables": {"cluster": "c1"}}
+
+
+def created_template(run_module):
+    _, api = run_module(prefect_work_pool, ECS_ONLY, [
+        Call("GET", "/work_pools/elt-ecs", None),
+        Call("POST", "/work_pools/", {"id": "p1"}),
+        Call("GET", "/work_pools/elt-ecs", pool()),
+    ])
+    (body,) = [b for m, _p, b in api.calls if m == "POST"]
+    return body["base_job_template"]
+
+
+def test_default_template_is_kept_per_package_versions(run_module, monkeypatch, template_cache):
+    """The second run needs no prefect-aws import; another prefect-aws version builds it again."""
+    first = created_template(run_module)
+    assert list(template_cache.glob("dataops.prefect_fargate/base-job-templates/ecs-*.json"))
+    monkeypatch.setitem(sys.modules, "prefect_aws.workers.ecs_worker", None)  # an import would fail now
+    assert created_template(run_module) == first
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "version", lambda name: "0.0-other" if name == "prefect-aws" else "3")
+    result, _ = run_module(prefect_work_pool, ECS_ONLY, [Call("GET", "/work_pools/elt-ecs", None)], expect_fail=True)
+    assert "prefect-aws" in result["msg"]  # a new key: it had to import, and the import fails
+
+
+def test_corrupt_template_cache_only_costs_the_cache(run_module, template_cache):
+    first = created_template(run_module)
+    (entry,) = template_cache.glob("dataops.prefect_fargate/base-job-templates/ecs-*.json")
+    entry.write_text("{not json")
+    assert created_template(run_module) == first
+    assert entry.read_text().startswith("{")
+    assert created_template(run_module) == first
 
 
 def test_missing_prefect_aws_fails_clearly(run_module, monkeypatch):

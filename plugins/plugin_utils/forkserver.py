@@ -1,0 +1,253 @@
+# Copyright: (c) 2026, dataops.prefect_fargate contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A warm Python that runs Ansible's pipelined module payloads in forks of itself.
+
+Every AWS module task costs a new Python process that imports boto3/botocore before its first
+request (about 0.3 s of CPU here, plus a process per task). This server imports them once; each
+module payload (the AnsiballZ wrapper source that Ansible pipes to ``python`` on stdin) runs in a
+``fork()`` of it, so it starts with those imports done and with a pristine copy of the server's
+state: nothing one module does is seen by the next.
+
+Started on demand by the ``dataops.prefect_fargate.local_forkserver`` connection plugin as
+``<the module interpreter> forkserver.py <socket path>``; it exits after ``--idle`` seconds with no
+request. Nothing from ``ansible`` is imported here: the payload brings its own copy (its zip goes
+first on ``sys.path``), exactly as in a fresh process.
+
+Wire format (one request per connection, both directions length-prefixed):
+  request  ``!IQ`` header and payload lengths, the JSON header ``{"env": {...}, "cwd": "..."}``, the
+           payload; the client then only waits (its side readable again means it went away);
+  response ``!iQQ`` exit status, stdout length, stderr length, then stdout and stderr.
+If the client goes away before the response (Ctrl-C, a killed run), the module's process group is
+killed, as a terminal's Ctrl-C kills a module started by the stock ``local`` connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+REQUEST_HEADER = struct.Struct("!IQ")
+RESPONSE_HEADER = struct.Struct("!iQQ")
+# Imported once in the server; a module payload importing them finds them in sys.modules.
+WARM_IMPORTS = (
+    "base64", "datetime", "hashlib", "json", "shutil", "tempfile", "zipfile", "ssl", "http.client",
+    "urllib.request", "email.utils", "uuid", "logging", "concurrent.futures", "xml.etree.ElementTree",
+    "boto3", "boto3.session", "botocore", "botocore.session", "botocore.client", "botocore.config",
+    "botocore.exceptions", "botocore.waiter", "botocore.paginate", "botocore.credentials",
+    "botocore.awsrequest", "botocore.httpsession", "botocore.regions", "botocore.endpoint_provider",
+)
+
+
+def warm_up() -> dict[str, tuple[int, int]]:
+    """Import what AWS modules import; a library missing here is simply not warm.
+
+    Returns the identity (inode, mtime) of each warm package's ``__init__`` so that an upgrade of the
+    library (``pip install``) while the server runs can be noticed (``stale``).
+    """
+    import importlib
+
+    files = {}
+    for name in WARM_IMPORTS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        path = getattr(module, "__file__", None)
+        if "." not in name and path:
+            files[path] = identity(path)
+    return files
+
+
+def identity(path: str) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (info.st_ino, info.st_mtime_ns)
+
+
+def stale(files: dict[str, tuple[int, int]]) -> bool:
+    """True once a warm library's files were replaced: new requests must not get the old code."""
+    return any(identity(path) != seen for path, seen in files.items())
+
+
+def recv_exact(conn: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = conn.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the client closed the connection early")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_request(conn: socket.socket) -> tuple[dict, bytes]:
+    header_size, payload_size = REQUEST_HEADER.unpack(recv_exact(conn, REQUEST_HEADER.size))
+    header = json.loads(recv_exact(conn, header_size))
+    return header, recv_exact(conn, payload_size)
+
+
+def run_payload(conn: socket.socket, header: dict, payload: bytes) -> None:
+    """In the forked child: run the payload as ``python`` would run it from stdin, reply, exit."""
+    import atexit
+    import tempfile
+    import traceback
+    import types
+
+    os.setpgid(0, 0)  # its own group, so that a gone client's module is stopped with its subprocesses
+    # The signal dispositions a new CPython starts with.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(devnull, 0)
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    os.close(devnull)
+    os.environ.clear()
+    os.environ.update(header["env"])
+    try:
+        os.chdir(header.get("cwd") or "/")
+    except OSError:
+        os.chdir("/")
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = main
+    sys.argv = [""]
+    sys.path[:] = [""] + [p for p in sys.path if p not in ("", os.path.dirname(os.path.abspath(__file__)))]
+    status = 0
+    try:
+        exec(compile(payload, "<stdin>", "exec"), main.__dict__)
+    except SystemExit as done:
+        code = done.code
+        if code is None:
+            status = 0
+        elif isinstance(code, int):
+            status = code
+        else:
+            print(code, file=sys.stderr)
+            status = 1
+    except BaseException:  # noqa: BLE001 - what python prints for an uncaught exception
+        traceback.print_exc()
+        status = 1
+    try:
+        atexit._run_exitfuncs()  # e.g. AnsibleModule's removal of its temporary folder
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    out.seek(0)
+    err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    try:
+        conn.sendall(RESPONSE_HEADER.pack(status, len(stdout), len(stderr)) + stdout + stderr)
+    except OSError:
+        pass
+    os._exit(status & 0xFF)
+
+
+def serve(path: str, idle: float) -> None:
+    warm_files = warm_up()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = f"{path}.{os.getpid()}"
+    listener.bind(tmp)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)  # atomic: a client never sees a socket nobody listens on
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    running: dict[int, socket.socket] = {}  # child pid -> its client's connection
+    last = time.monotonic()
+    try:
+        while running or time.monotonic() - last < idle:
+            if stale(warm_files):
+                break
+            for key, _ in selector.select(timeout=0.2):
+                if key.fileobj is listener:
+                    last = time.monotonic()
+                    accept(listener, selector, running)
+                else:
+                    # The client sends nothing after its request, so readable means it went away.
+                    selector.unregister(key.fileobj)
+                    if key.data in running:
+                        try:
+                            os.killpg(key.data, signal.SIGTERM)
+                        except OSError:
+                            pass
+            reap(selector, running)
+    finally:
+        listener.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def accept(listener: socket.socket, selector: selectors.BaseSelector, running: dict) -> None:
+    conn, _ = listener.accept()
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid != os.getuid():  # the socket is 0600 already; this says why a stranger gets nothing
+        conn.close()
+        return
+    try:
+        conn.settimeout(30)
+        header, payload = recv_request(conn)
+        conn.settimeout(None)
+    except (OSError, EOFError, ValueError):
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        listener.close()
+        for other in running.values():
+            other.close()
+        run_payload(conn, header, payload)
+    running[pid] = conn
+    selector.register(conn, selectors.EVENT_READ, pid)
+
+
+def reap(selector: selectors.BaseSelector, running: dict) -> None:
+    while running:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = running.pop(pid, None)
+        if conn is None:
+            continue
+        try:
+            selector.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("socket")
+    parser.add_argument("--idle", type=float, default=120.0, help="exit after this many seconds without a request")
+    args = parser.parse_args(argv)
+    serve(args.socket, args.idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

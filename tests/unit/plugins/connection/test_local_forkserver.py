@@ -1,0 +1,210 @@
+"""local_forkserver: modules run in forks of one warm interpreter, isolated, interruptible, with fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.dataops.prefect_fargate.plugins.connection.local_forkserver import parse_module_command
+
+REPO = Path(__file__).resolve().parents[4]
+BIN = REPO / ".venv" / "bin"
+PYTHON = str(BIN / "python")
+CONNECTION = "dataops.prefect_fargate.local_forkserver"
+
+# A module that reports what a fresh Python would not have: warm imports, a leak from an earlier run.
+PROBE_MODULE = '''#!/usr/bin/python
+import os, sys
+from ansible.module_utils.basic import AnsibleModule
+
+def main():
+    module = AnsibleModule(argument_spec=dict(mark=dict(type="str")), supports_check_mode=True)
+    warm = "botocore" in sys.modules
+    import botocore
+    leaked = getattr(botocore, "_forkserver_probe", None)
+    botocore._forkserver_probe = module.params["mark"]
+    os.environ["FORKSERVER_PROBE_LEAK"] = "yes"
+    module.exit_json(changed=False, warm=warm, leaked=leaked, pid=os.getpid(), ppid=os.getppid(),
+                     env_leak=os.environ.get("FORKSERVER_PROBE_SEEN"), probe_env=os.environ.get("PROBE_ENV"),
+                     cwd=os.getcwd())
+
+main()
+'''
+
+
+def test_parse_module_command():
+    assert parse_module_command("/bin/sh -c /usr/bin/python3", "/bin/sh") == ("/usr/bin/python3", {})
+    expected = ("/v/bin/python", {"A": "1", "B": "x y"})
+    assert parse_module_command("/bin/sh -c 'A=1 B=\"x y\" /v/bin/python'", "/bin/sh") == expected
+    for cmd in ("/bin/sh -c '/usr/bin/python3 /tmp/x.py'",  # a file, not pipelined
+                "/bin/sh -c 'echo hi'",  # not a python
+                "/bin/sh -c 'A=$HOME /usr/bin/python3'",  # a shell expansion
+                "/bin/sh -c '/usr/bin/python3; rm -rf /tmp/x'",
+                "/bin/bash -c /usr/bin/python3",  # another shell than the configured one
+                "/bin/sh -c python3",  # not an absolute path
+                "/bin/sh -c 'unbalanced"):
+        assert parse_module_command(cmd, "/bin/sh") is None, cmd
+
+
+@pytest.fixture
+def playground(tmp_path):
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "forkserver_probe.py").write_text(PROBE_MODULE)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}",
+           "ANSIBLE_LIBRARY": str(tmp_path / "library"), "DATAOPS_FORKSERVER_DIR": str(tmp_path / "fs"),
+           "DATAOPS_FORKSERVER_IDLE": "20", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    yield tmp_path, env
+    stop_servers(tmp_path / "fs")
+
+
+def stop_servers(folder: Path) -> None:
+    out = subprocess.run(["pgrep", "-f", f"forkserver.py {folder}"], capture_output=True, text=True).stdout
+    for pid in out.split():
+        os.kill(int(pid), signal.SIGTERM)
+
+
+def playbook(tmp_path: Path, tasks: list, connection: str = CONNECTION) -> Path:
+    path = tmp_path / "play.yml"
+    path.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks, "vars": {
+        "ansible_connection": connection, "ansible_python_interpreter": PYTHON}}]))
+    return path
+
+
+def run(tmp_path: Path, env: dict, tasks: list, connection: str = CONNECTION) -> list[dict]:
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook(tmp_path, tasks, connection))],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [task["hosts"]["localhost"] for task in json.loads(proc.stdout)["plays"][0]["tasks"]]
+
+
+def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
+    tmp_path, env = playground
+    tasks = [{"forkserver_probe": {"mark": "first"}, "environment": {"PROBE_ENV": "a b"}},
+             {"forkserver_probe": {"mark": "second"}},
+             {"ansible.builtin.command": "printenv PROBE_ENV", "environment": {"PROBE_ENV": "from-env"}}]
+    first, second, command = run(tmp_path, env, tasks)
+    sockets = list((tmp_path / "fs").glob("*.sock"))
+    assert len(sockets) == 1 and oct(sockets[0].stat().st_mode & 0o777) == "0o600"
+    # both forked from the same server, which had botocore imported before the module asked for it
+    assert first["ppid"] == second["ppid"] and first["pid"] != second["pid"]
+    assert first["warm"] is True and second["warm"] is True
+    # nothing the first module did is seen by the second
+    assert first["leaked"] is None and second["leaked"] is None
+    assert second["env_leak"] is None
+    # the task's environment reaches the module and its subprocesses
+    assert first["probe_env"] == "a b" and second["probe_env"] is None
+    assert command["stdout"] == "from-env"
+
+
+def test_stock_local_connection_is_unchanged_when_switched_off(playground):
+    tmp_path, env = playground
+    (result,) = run(tmp_path, {**env, "DATAOPS_FORKSERVER": "false"}, [{"forkserver_probe": {"mark": "x"}}])
+    assert result["warm"] is False
+    assert not (tmp_path / "fs").exists()
+
+
+def test_a_server_that_cannot_start_falls_back_to_a_new_process(playground):
+    tmp_path, env = playground
+    (tmp_path / "not-a-folder").write_text("")
+    (result,) = run(tmp_path, {**env, "DATAOPS_FORKSERVER_DIR": str(tmp_path / "not-a-folder" / "fs")},
+                    [{"forkserver_probe": {"mark": "x"}}])
+    assert result["warm"] is False  # ran, in a fresh Python
+
+
+def test_failures_and_check_mode_come_back_as_from_a_new_process(playground):
+    tmp_path, env = playground
+    tasks = [{"ansible.builtin.command": "sh -c 'echo out; echo err >&2; exit 3'", "ignore_errors": True},
+             {"ansible.builtin.file": {"path": str(tmp_path / "made"), "state": "directory"}, "check_mode": True}]
+    failed, checked = run(tmp_path, env, tasks)
+    assert failed["rc"] == 3 and failed["stdout"] == "out" and failed["stderr"] == "err" and failed["failed"]
+    assert checked["changed"] is True and not (tmp_path / "made").exists()
+
+
+def test_a_module_whose_run_is_gone_is_stopped(playground):
+    """When the task's worker process dies (the run was killed), the forked module and its subprocesses stop.
+
+    Ansible's workers run in their own sessions, so killing the run's process group leaves them (and a
+    stock local module) running; the worker's end is what the server sees.
+    """
+    tmp_path, env = playground
+    marker = f"{time.time() % 1000:.3f}"
+    path = playbook(tmp_path, [{"ansible.builtin.command": f"sleep 7{marker}"}])
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not pgrep(f"sleep 7{marker}"):
+            assert time.monotonic() < deadline and proc.poll() is None, "the module never started"
+            time.sleep(0.1)
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in [proc.pid, *map(int, workers)]:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while pgrep(f"sleep 7{marker}"):
+            assert time.monotonic() < deadline, "the module outlived its run"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["pkill", "-f", f"sleep 7{marker}"])
+
+
+def test_the_server_exits_when_idle_and_when_its_libraries_change(playground):
+    tmp_path, env = playground
+    run(tmp_path, {**env, "DATAOPS_FORKSERVER_IDLE": "1"}, [{"forkserver_probe": {"mark": "x"}}])
+    deadline = time.monotonic() + 10
+    while list((tmp_path / "fs").glob("*.sock")):
+        assert time.monotonic() < deadline, "the idle server did not exit"
+        time.sleep(0.2)
+    assert not pgrep(f"forkserver.py {tmp_path / 'fs'}")
+
+    # a replaced library file (pip install) ends the server: the next request gets the new code
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    lib = tmp_path / "lib.py"
+    lib.write_text("")
+    files = {str(lib): forkserver.identity(str(lib))}
+    assert not forkserver.stale(files)
+    lib.unlink()
+    lib.write_text("# new version\n")
+    os.utime(lib, ns=(1, 1))
+    assert forkserver.stale(files)
+
+
+def pgrep(pattern: str) -> bool:
+    return bool(subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_PEERCRED")
+def test_wire_format_roundtrip(tmp_path):
+    """The server answers a hand-made request: exit status, stdout and stderr, in that order."""
+    import socket
+
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    path = str(tmp_path / "s.sock")
+    server = subprocess.Popen([PYTHON, forkserver.__file__, path, "--idle", "5"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        payload = b"import sys\nprint('hello')\nprint('oops', file=sys.stderr)\nsys.exit(4)\n"
+        header = json.dumps({"env": {"PATH": "/usr/bin"}, "cwd": str(tmp_path)}).encode()
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(path)
+            conn.sendall(forkserver.REQUEST_HEADER.pack(len(header), len(payload)) + header + payload)
+            status, out_len, err_len = forkserver.RESPONSE_HEADER.unpack(
+                forkserver.recv_exact(conn, forkserver.RESPONSE_HEADER.size))
+            assert (status, forkserver.recv_exact(conn, out_len), forkserver.recv_exact(conn, err_len)) == \
+                (4, b"hello\n", b"oops\n")
+    finally:
+        server.terminate()
+        server.wait(10)
