@@ -90,8 +90,20 @@ def _cmdline(pid: int) -> str:
 def playbook_process(pid: int | None = None) -> int | None:
     """The outermost ansible-playbook process above `pid` (this process by default), or None where /proc
     cannot tell (not Linux, or not run by ansible-playbook). Its workers are forks with the same command
-    line, so the outermost one is the run itself."""
-    pid = os.getpid() if pid is None else pid
+    line, so the outermost one is the run itself.
+
+    A module run by the local_forkserver connection is a fork of the module server, not a child of its
+    worker: the walk then goes on from the worker, which the server names in DATAOPS_FORKSERVER_CLIENT_PID."""
+    if pid is None:
+        found = _outermost_playbook(os.getpid())
+        client = os.environ.get("DATAOPS_FORKSERVER_CLIENT_PID", "")
+        if found is None and client.isdigit():
+            found = _outermost_playbook(int(client))
+        return found
+    return _outermost_playbook(pid)
+
+
+def _outermost_playbook(pid: int) -> int | None:
     found = None
     for _ in range(64):
         fields = _proc_stat(pid)

@@ -17,6 +17,8 @@ Wire format (one request per connection, both directions length-prefixed):
   request  ``!IQ`` header and payload lengths, the JSON header ``{"env": {...}, "cwd": "..."}``, the
            payload; the client then only waits (its side readable again means it went away);
   response ``!iQQ`` exit status, stdout length, stderr length, then stdout and stderr.
+The module gets the client's pid (the kernel's SO_PEERCRED, not what the client says) as
+``DATAOPS_FORKSERVER_CLIENT_PID``, its ancestry for code that looks for its ansible-playbook run.
 If the client goes away before the response (Ctrl-C, a killed run), the module's process group is
 killed, as a terminal's Ctrl-C kills a module started by the stock ``local`` connection.
 """
@@ -33,6 +35,7 @@ import sys
 import time
 
 REQUEST_HEADER = struct.Struct("!IQ")
+CLIENT_PID_VARIABLE = "DATAOPS_FORKSERVER_CLIENT_PID"
 RESPONSE_HEADER = struct.Struct("!iQQ")
 # Imported once in the server; a module payload importing them finds them in sys.modules.
 WARM_IMPORTS = (
@@ -199,7 +202,7 @@ def serve(path: str, idle: float) -> None:
 
 def accept(listener: socket.socket, selector: selectors.BaseSelector, running: dict) -> None:
     conn, _ = listener.accept()
-    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    client_pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if uid != os.getuid():  # the socket is 0600 already; this says why a stranger gets nothing
         conn.close()
         return
@@ -207,7 +210,10 @@ def accept(listener: socket.socket, selector: selectors.BaseSelector, running: d
         conn.settimeout(30)
         header, payload = recv_request(conn)
         conn.settimeout(None)
-    except (OSError, EOFError, ValueError):
+        # The module is not below the process that asked for it: say which one it was (stack_lock walks up
+        # from there to the ansible-playbook run that holds the lock).
+        header["env"][CLIENT_PID_VARIABLE] = str(client_pid)
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         conn.close()
         return
     pid = os.fork()

@@ -23,6 +23,7 @@ CONNECTION = "dataops.prefect_fargate.local_forkserver"
 PROBE_MODULE = '''#!/usr/bin/python
 import os, sys
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_lock import playbook_process
 
 def main():
     module = AnsibleModule(argument_spec=dict(mark=dict(type="str")), supports_check_mode=True)
@@ -33,7 +34,7 @@ def main():
     os.environ["FORKSERVER_PROBE_LEAK"] = "yes"
     module.exit_json(changed=False, warm=warm, leaked=leaked, pid=os.getpid(), ppid=os.getppid(),
                      env_leak=os.environ.get("FORKSERVER_PROBE_SEEN"), probe_env=os.environ.get("PROBE_ENV"),
-                     cwd=os.getcwd())
+                     cwd=os.getcwd(), run_pid=playbook_process())
 
 main()
 '''
@@ -65,10 +66,31 @@ def playground(tmp_path):
     stop_servers(tmp_path / "fs")
 
 
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) from /proc (no procps needed)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            found[int(entry)] = (int(stat[stat.rindex(")") + 2:].split()[1]), cmdline.strip())
+    return found
+
+
+def pids(pattern: str) -> list[int]:
+    return [pid for pid, (_parent, cmdline) in processes().items() if pattern in cmdline and pid != os.getpid()]
+
+
+def pgrep(pattern: str) -> bool:
+    return bool(pids(pattern))
+
+
 def stop_servers(folder: Path) -> None:
-    out = subprocess.run(["pgrep", "-f", f"forkserver.py {folder}"], capture_output=True, text=True).stdout
-    for pid in out.split():
-        os.kill(int(pid), signal.SIGTERM)
+    for pid in pids(f"forkserver.py {folder}"):
+        os.kill(pid, signal.SIGTERM)
 
 
 def playbook(tmp_path: Path, tasks: list, connection: str = CONNECTION) -> Path:
@@ -98,6 +120,8 @@ def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
     assert first["warm"] is True and second["warm"] is True
     # nothing the first module did is seen by the second
     assert first["leaked"] is None and second["leaked"] is None
+    # the stack lock still finds the ansible-playbook run a forked module belongs to
+    assert first["run_pid"] and first["run_pid"] == second["run_pid"]
     assert second["env_leak"] is None
     # the task's environment reaches the module and its subprocesses
     assert first["probe_env"] == "a b" and second["probe_env"] is None
@@ -107,7 +131,7 @@ def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
 def test_stock_local_connection_is_unchanged_when_switched_off(playground):
     tmp_path, env = playground
     (result,) = run(tmp_path, {**env, "DATAOPS_FORKSERVER": "false"}, [{"forkserver_probe": {"mark": "x"}}])
-    assert result["warm"] is False
+    assert result["warm"] is False and result["run_pid"]
     assert not (tmp_path / "fs").exists()
 
 
@@ -144,8 +168,8 @@ def test_a_module_whose_run_is_gone_is_stopped(playground):
         while not pgrep(f"sleep 7{marker}"):
             assert time.monotonic() < deadline and proc.poll() is None, "the module never started"
             time.sleep(0.1)
-        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        for pid in [proc.pid, *map(int, workers)]:
+        workers = [pid for pid, (parent, _cmd) in processes().items() if parent == proc.pid]
+        for pid in [proc.pid, *workers]:
             os.kill(pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 5
@@ -153,7 +177,8 @@ def test_a_module_whose_run_is_gone_is_stopped(playground):
             assert time.monotonic() < deadline, "the module outlived its run"
             time.sleep(0.1)
     finally:
-        subprocess.run(["pkill", "-f", f"sleep 7{marker}"])
+        for pid in pids(f"sleep 7{marker}"):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_server_exits_when_idle_and_when_its_libraries_change(playground):
@@ -176,10 +201,6 @@ def test_the_server_exits_when_idle_and_when_its_libraries_change(playground):
     lib.write_text("# new version\n")
     os.utime(lib, ns=(1, 1))
     assert forkserver.stale(files)
-
-
-def pgrep(pattern: str) -> bool:
-    return bool(subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout.strip())
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_PEERCRED")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
+import time
 
 import boto3
 import pytest
@@ -266,6 +269,25 @@ def test_playbook_process_is_the_outermost_ansible_playbook_ancestor(tmp_path):
     assert stack_lock.process_alive(os.getpid(), stack_lock.process_start(os.getpid()))
     assert not stack_lock.process_alive(os.getpid(), "1")  # same pid, another start time: a reused pid
     assert not stack_lock.process_alive(2 ** 22 + 1, "")
+
+
+def test_playbook_process_of_a_forked_module_is_found_through_its_client(tmp_path, monkeypatch):
+    """Under the local_forkserver connection the module's parent is the server; the worker's pid leads on."""
+    fake = tmp_path / "ansible-playbook"
+    fake.write_text("import time\ntime.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, str(fake)])
+    try:
+        deadline = time.monotonic() + 10
+        while "ansible-playbook" not in stack_lock._cmdline(run.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        monkeypatch.setenv("DATAOPS_FORKSERVER_CLIENT_PID", str(run.pid))
+        assert stack_lock.playbook_process() == run.pid
+        monkeypatch.setenv("DATAOPS_FORKSERVER_CLIENT_PID", "not-a-pid")
+        assert stack_lock.playbook_process() is None
+    finally:
+        run.kill()
+        run.wait()
 
 
 # ------------------------------------------------------------------------------------------ against moto's SSM
