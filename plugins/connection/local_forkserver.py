@@ -68,7 +68,6 @@ import shlex
 import socket
 import struct
 import subprocess
-import time
 import typing as t
 
 import ansible.constants as C
@@ -184,23 +183,20 @@ class Connection(LocalConnection):
             if conn is not None:
                 return conn
             try:
-                server = subprocess.Popen(
-                    [interpreter, SERVER_SOURCE, path, "--idle", str(self.get_option("forkserver_idle"))],
+                # --detach: the server runs as a grandchild, so it belongs to no run; this exits once it listens.
+                status = subprocess.run(
+                    [interpreter, SERVER_SOURCE, path, "--detach", "--idle", str(self.get_option("forkserver_idle"))],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True, close_fds=True, cwd="/",
-                )
-            except OSError as exc:
-                raise ForkserverUnavailable(f"cannot start {interpreter}: {exc}") from exc
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline:
-                conn = self._forkserver_try(path)
-                if conn is not None:
-                    return conn
-                if server.poll() is not None:
-                    raise ForkserverUnavailable(f"the server exited with status {server.returncode}")
-                time.sleep(0.02)
-            server.kill()
-            raise ForkserverUnavailable(f"the server did not listen within {START_TIMEOUT:.0f} s")
+                    start_new_session=True, close_fds=True, cwd="/", timeout=START_TIMEOUT, check=False,
+                ).returncode
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ForkserverUnavailable(f"cannot start the server with {interpreter}: {exc}") from exc
+            if status != 0:
+                raise ForkserverUnavailable(f"the server did not start (status {status})")
+            conn = self._forkserver_try(path)
+            if conn is None:
+                raise ForkserverUnavailable(f"the server started but {path} does not answer")
+            return conn
 
     @staticmethod
     def _forkserver_try(path: str) -> t.Optional[socket.socket]:

@@ -92,8 +92,9 @@ def playbook_process(pid: int | None = None) -> int | None:
     cannot tell (not Linux, or not run by ansible-playbook). Its workers are forks with the same command
     line, so the outermost one is the run itself.
 
-    A module run by the local_forkserver connection is a fork of the module server, not a child of its
-    worker: the walk then goes on from the worker, which the server names in DATAOPS_FORKSERVER_CLIENT_PID."""
+    A module run by the local_forkserver connection is a fork of the module server (a daemon, below no
+    run), not a child of its worker: the walk then goes on from the worker, which the server names in
+    DATAOPS_FORKSERVER_CLIENT_PID."""
     if pid is None:
         found = _outermost_playbook(os.getpid())
         client = os.environ.get("DATAOPS_FORKSERVER_CLIENT_PID", "")

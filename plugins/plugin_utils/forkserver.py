@@ -163,14 +163,17 @@ def run_payload(conn: socket.socket, header: dict, payload: bytes) -> None:
     os._exit(status & 0xFF)
 
 
-def serve(path: str, idle: float) -> None:
+def serve(path: str, idle: float, ready_fd: int | None = None) -> None:
     warm_files = warm_up()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
     listener.bind(tmp)
     os.chmod(tmp, 0o600)
-    os.replace(tmp, path)  # atomic: a client never sees a socket nobody listens on
     listener.listen(64)
+    os.replace(tmp, path)  # atomic: a client never sees a socket nobody listens on
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     running: dict[int, socket.socket] = {}  # child pid -> its client's connection
@@ -250,8 +253,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("socket")
     parser.add_argument("--idle", type=float, default=120.0, help="exit after this many seconds without a request")
+    parser.add_argument("--detach", action="store_true",
+                        help="serve from a grandchild and exit 0 once it listens (1 if it could not)")
     args = parser.parse_args(argv)
-    serve(args.socket, args.idle)
+    ready_fd = None
+    if args.detach:
+        # The server must not stay below the Ansible worker that started it: a module's ancestry would lead
+        # to that worker's run, and a run killed with all its descendants would take the server with it.
+        read_fd, ready_fd = os.pipe()
+        if os.fork() > 0:
+            os.close(ready_fd)
+            return 0 if os.read(read_fd, 1) == b"1" else 1
+        os.close(read_fd)
+    serve(args.socket, args.idle, ready_fd)
     return 0
 
 

@@ -128,6 +128,35 @@ def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
     assert command["stdout"] == "from-env"
 
 
+def test_a_module_belongs_to_its_own_run_while_another_run_started_the_server(playground):
+    """Run A starts the server with a long task; run B's module must name run B (the stack lock's holder)."""
+    tmp_path, env = playground
+    first = tmp_path / "a"
+    first.mkdir()
+    a = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,",
+                          str(playbook(first, [{"ansible.builtin.command": "sleep 30"}]))],
+                         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "fs").glob("*.sock")) or len(pids(f"forkserver.py {tmp_path / 'fs'}")) != 1:
+            assert time.monotonic() < deadline and a.poll() is None, "run A never started the server"
+            time.sleep(0.05)
+        # the server is a daemon: below no run, so no run's kill takes it and no module inherits a run from it
+        (server,) = pids(f"forkserver.py {tmp_path / 'fs'}")
+        server_parent = processes()[server][0]
+        assert "ansible-playbook" not in processes().get(server_parent, (0, ""))[1]
+        b = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,",
+                            str(playbook(tmp_path, [{"forkserver_probe": {"mark": "b"}}]))],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
+        (probe,) = [task["hosts"]["localhost"] for task in json.loads(b.stdout)["plays"][0]["tasks"]]
+        assert probe["warm"] is True and a.poll() is None  # served by the server run A started, A still running
+        assert probe["run_pid"] not in (None, a.pid)
+    finally:
+        a.terminate()  # Ctrl-C's effect: ansible-playbook stops its worker, and the server then the module
+        a.wait(60)
+
+
 def test_stock_local_connection_is_unchanged_when_switched_off(playground):
     tmp_path, env = playground
     (result,) = run(tmp_path, {**env, "DATAOPS_FORKSERVER": "false"}, [{"forkserver_probe": {"mark": "x"}}])
