@@ -154,6 +154,7 @@ class Connection(LocalConnection):
                     forkserver.recv_exact(conn, forkserver.RESPONSE_HEADER.size))
                 stdout = forkserver.recv_exact(conn, out_len)
                 stderr = forkserver.recv_exact(conn, err_len)
+                conn.sendall(forkserver.DONE)
         except (OSError, EOFError, struct.error) as exc:
             raise AnsibleConnectionFailure(f"the module's forked interpreter ended without a reply: {exc}") from exc
         return status, stdout, stderr
@@ -169,7 +170,9 @@ class Connection(LocalConnection):
                 code = source.read()
         except OSError as exc:
             raise ForkserverUnavailable(str(exc)) from exc
-        key = hashlib.sha256(os.path.realpath(interpreter).encode() + b"\0" + code).hexdigest()[:16]
+        # The interpreter as named, not its realpath: each virtualenv's python is a symlink to the same binary,
+        # and a server must only serve the virtualenv (sys.path) it was started from.
+        key = hashlib.sha256(os.path.abspath(interpreter).encode() + b"\0" + code).hexdigest()[:16]
         path = os.path.join(folder, f"{key}.sock")
         if len(path.encode()) > 100:  # sun_path holds 108 bytes
             raise ForkserverUnavailable(f"the socket path {path} is too long for a Unix socket")

@@ -15,12 +15,14 @@ first on ``sys.path``), exactly as in a fresh process.
 
 Wire format (one request per connection, both directions length-prefixed):
   request  ``!IQ`` header and payload lengths, the JSON header ``{"env": {...}, "cwd": "..."}``, the
-           payload; the client then only waits (its side readable again means it went away);
-  response ``!iQQ`` exit status, stdout length, stderr length, then stdout and stderr.
+           payload;
+  response ``!iQQ`` exit status, stdout length, stderr length, then stdout and stderr;
+  the client then sends ``DONE`` (one byte) and closes.
 The module gets the client's pid (the kernel's SO_PEERCRED, not what the client says) as
 ``DATAOPS_FORKSERVER_CLIENT_PID``, its ancestry for code that looks for its ansible-playbook run.
-If the client goes away before the response (Ctrl-C, a killed run), the module's process group is
-killed, as a terminal's Ctrl-C kills a module started by the stock ``local`` connection.
+If the client goes away without ``DONE`` (its run was killed), the module's process group is
+terminated; after ``DONE`` nothing is touched, so a process the module left in the background lives on,
+as it does under the stock ``local`` connection.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 
 REQUEST_HEADER = struct.Struct("!IQ")
 CLIENT_PID_VARIABLE = "DATAOPS_FORKSERVER_CLIENT_PID"
+DONE = b"\x06"  # the client's acknowledgement of a complete reply
 RESPONSE_HEADER = struct.Struct("!iQQ")
 # Imported once in the server; a module payload importing them finds them in sys.modules.
 WARM_IMPORTS = (
@@ -187,9 +190,14 @@ def serve(path: str, idle: float, ready_fd: int | None = None) -> None:
                     last = time.monotonic()
                     accept(listener, selector, running)
                 else:
-                    # The client sends nothing after its request, so readable means it went away.
+                    # After its request the client sends one byte, DONE, once it has the whole reply; readable
+                    # without it means the client went away (its run was killed) while the module ran.
                     selector.unregister(key.fileobj)
-                    if key.data in running:
+                    try:
+                        done = key.fileobj.recv(1) == DONE
+                    except OSError:
+                        done = False
+                    if not done and key.data in running:
                         try:
                             os.killpg(key.data, signal.SIGTERM)
                         except OSError:

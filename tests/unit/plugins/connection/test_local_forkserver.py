@@ -131,20 +131,22 @@ def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
 def test_a_module_belongs_to_its_own_run_while_another_run_started_the_server(playground):
     """Run A starts the server with a long task; run B's module must name run B (the stack lock's holder)."""
     tmp_path, env = playground
+    marker = f"{time.time() % 1000:.3f}"
     first = tmp_path / "a"
     first.mkdir()
     a = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,",
-                          str(playbook(first, [{"ansible.builtin.command": "sleep 30"}]))],
+                          str(playbook(first, [{"ansible.builtin.command": f"sleep 3{marker}"}]))],
                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not list((tmp_path / "fs").glob("*.sock")) or len(pids(f"forkserver.py {tmp_path / 'fs'}")) != 1:
-            assert time.monotonic() < deadline and a.poll() is None, "run A never started the server"
+        while not pgrep(f"sleep 3{marker}"):
+            assert time.monotonic() < deadline and a.poll() is None, "run A never started its module"
             time.sleep(0.05)
         # the server is a daemon: below no run, so no run's kill takes it and no module inherits a run from it
-        (server,) = pids(f"forkserver.py {tmp_path / 'fs'}")
-        server_parent = processes()[server][0]
-        assert "ansible-playbook" not in processes().get(server_parent, (0, ""))[1]
+        table = processes()
+        forks = set(pids(f"forkserver.py {tmp_path / 'fs'}"))  # the server and its forked modules
+        (server,) = [pid for pid in forks if table[pid][0] not in forks]
+        assert "ansible-playbook" not in table.get(table[server][0], (0, ""))[1]
         b = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,",
                             str(playbook(tmp_path, [{"forkserver_probe": {"mark": "b"}}]))],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -210,14 +212,26 @@ def test_a_module_whose_run_is_gone_is_stopped(playground):
             os.kill(pid, signal.SIGKILL)
 
 
+def test_a_process_a_module_leaves_in_the_background_lives_on(playground):
+    """As under the stock connection: only a module whose run is gone is stopped, not what a finished one left."""
+    tmp_path, env = playground
+    marker = f"6{time.time() % 1000:.3f}"
+    run(tmp_path, env, [{"ansible.builtin.shell": f"sleep {marker} > /dev/null 2>&1 &"}])
+    try:
+        time.sleep(1.0)  # well past the server's poll of its connections
+        assert pgrep(f"sleep {marker}")
+    finally:
+        for pid in pids(f"sleep {marker}"):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_the_server_exits_when_idle_and_when_its_libraries_change(playground):
     tmp_path, env = playground
     run(tmp_path, {**env, "DATAOPS_FORKSERVER_IDLE": "1"}, [{"forkserver_probe": {"mark": "x"}}])
     deadline = time.monotonic() + 10
-    while list((tmp_path / "fs").glob("*.sock")):
+    while list((tmp_path / "fs").glob("*.sock")) or pgrep(f"forkserver.py {tmp_path / 'fs'}"):
         assert time.monotonic() < deadline, "the idle server did not exit"
         time.sleep(0.2)
-    assert not pgrep(f"forkserver.py {tmp_path / 'fs'}")
 
     # a replaced library file (pip install) ends the server: the next request gets the new code
     from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
