@@ -135,3 +135,30 @@ def test_matching_takes_the_program_by_base_name_and_the_words_among_its_argumen
     assert not module._matches(["/usr/bin/podman", "build", "pushy"], ["podman", "push"])
     assert not module._matches(["python", "podman", "push"], ["podman", "push"])
     assert not module._matches([], ["podman", "push"])
+
+
+def test_the_run_marker_reaches_a_forked_modules_commands_but_not_the_shared_module_server(tmp_path):
+    """SIGKILL goes to the commands carrying this run's marker; the module server (started by some run's worker,
+    so carrying that run's marker) and its forks serve every run and are left alone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    module = load()
+    marker = f"KILL_SWITCH_RUN=test-{os.getpid()}"
+    env = {**os.environ, "KILL_SWITCH_RUN": marker.split("=", 1)[1]}
+    fake_server = tmp_path / "forkserver.py"
+    fake_server.write_text("import time\ntime.sleep(30)\n")
+    command = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=env)
+    server = subprocess.Popen([sys.executable, str(fake_server), "/tmp/x.sock"], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while str(fake_server) not in " ".join(module._command_line(server.pid)):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        found = module._marked(marker.encode())
+        assert command.pid in found and server.pid not in found
+    finally:
+        command.kill()
+        server.kill()

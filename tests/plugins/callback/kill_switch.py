@@ -95,11 +95,17 @@ def _marked(marker: bytes) -> list[int]:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if marker in handle.read().split(b"\0"):
+                    if marker in handle.read().split(b"\0") and not _is_forkserver(int(entry)):
                         found.append(int(entry))
             except OSError:
                 continue
     return found
+
+
+def _is_forkserver(pid: int) -> bool:
+    """The module server and its forks keep the environment of the run whose worker started the server:
+    they serve every run on the machine (other tests' runs too), so the marker says nothing about them."""
+    return any(part.endswith("forkserver.py") for part in _command_line(pid))
 
 
 def _run_processes() -> list[int]:
