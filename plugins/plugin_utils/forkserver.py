@@ -204,11 +204,13 @@ def serve(path: str, idle: float, ready_fd: int | None = None) -> None:
                             pass
             reap(selector, running)
     finally:
-        listener.close()
+        # Unlink first: a client that cannot connect from now on starts a new server, whose socket must not be
+        # the one this server removes.
         try:
             os.unlink(path)
         except OSError:
             pass
+        listener.close()
 
 
 def accept(listener: socket.socket, selector: selectors.BaseSelector, running: dict) -> None:
@@ -232,7 +234,10 @@ def accept(listener: socket.socket, selector: selectors.BaseSelector, running: d
         listener.close()
         for other in running.values():
             other.close()
-        run_payload(conn, header, payload)
+        try:
+            run_payload(conn, header, payload)  # ends with os._exit
+        finally:
+            os._exit(70)  # never return into the server's loop, even if the child's setup raised
     running[pid] = conn
     selector.register(conn, selectors.EVENT_READ, pid)
 
