@@ -19,6 +19,8 @@ description:
     and any failure to reach or start the server falls back to the stock C(local) behaviour.
   - If the run is interrupted while a module runs, the module's process group is terminated, as a
     terminal's Ctrl-C would.
+  - Linux controllers only (C(fork) without C(exec), C(SO_PEERCRED)); on other systems this connection is
+    exactly C(ansible.builtin.local).
 author:
   - Prefect Fargate maintainers (@dataops)
 options:
@@ -68,6 +70,7 @@ import shlex
 import socket
 import struct
 import subprocess
+import sys
 import typing as t
 
 import ansible.constants as C
@@ -80,6 +83,8 @@ from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import for
 display = Display()
 
 SERVER_SOURCE = forkserver.__file__
+# fork() without exec and SO_PEERCRED: Linux controllers; elsewhere this is exactly ansible.builtin.local.
+SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
 START_TIMEOUT = 20.0
 ENV_ASSIGNMENT = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -122,7 +127,7 @@ class Connection(LocalConnection):
     transport = "dataops.prefect_fargate.local_forkserver"
 
     def _forkserver_on(self) -> bool:
-        return bool(self.get_option("forkserver")) and not self.become
+        return SUPPORTED and bool(self.get_option("forkserver")) and not self.become
 
     def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:
         if self._forkserver_on() and not wrap_async:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.dataops.prefect_fargate.plugins.connection import local_forkserver
 from ansible_collections.dataops.prefect_fargate.plugins.connection.local_forkserver import parse_module_command
 
 REPO = Path(__file__).resolve().parents[4]
@@ -52,6 +53,18 @@ def test_parse_module_command():
                 "/bin/sh -c python3",  # not an absolute path
                 "/bin/sh -c 'unbalanced"):
         assert parse_module_command(cmd, "/bin/sh") is None, cmd
+
+
+def test_only_on_linux_and_never_with_become(monkeypatch):
+    """Elsewhere (no fork-without-exec safety, no SO_PEERCRED) the connection is the stock local one."""
+    from types import SimpleNamespace
+
+    on = SimpleNamespace(get_option=lambda name: True, become=None)
+    assert local_forkserver.Connection._forkserver_on(on) is (sys.platform == "linux")
+    assert not local_forkserver.Connection._forkserver_on(SimpleNamespace(get_option=lambda name: True, become=object()))
+    assert not local_forkserver.Connection._forkserver_on(SimpleNamespace(get_option=lambda name: False, become=None))
+    monkeypatch.setattr(local_forkserver, "SUPPORTED", False)
+    assert not local_forkserver.Connection._forkserver_on(on)
 
 
 @pytest.fixture
