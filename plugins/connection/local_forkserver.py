@@ -121,6 +121,23 @@ def parse_module_command(cmd: str, executable: str) -> tuple[str, dict[str, str]
     return words[0], env
 
 
+def exchange(conn: socket.socket, header: bytes, payload: bytes) -> tuple[int, bytes, bytes]:
+    """Send one request, return the module's (status, stdout, stderr), then acknowledge the reply."""
+    try:
+        conn.sendall(forkserver.REQUEST_HEADER.pack(len(header), len(payload)) + header + payload)
+        status, out_len, err_len = forkserver.RESPONSE_HEADER.unpack(
+            forkserver.recv_exact(conn, forkserver.RESPONSE_HEADER.size))
+        stdout = forkserver.recv_exact(conn, out_len)
+        stderr = forkserver.recv_exact(conn, err_len)
+    except (OSError, EOFError, struct.error) as exc:
+        raise AnsibleConnectionFailure(f"the module's forked interpreter ended without a reply: {exc}") from exc
+    try:
+        conn.sendall(forkserver.DONE)
+    except OSError:
+        pass  # the module has ended and the server has closed its side already: the reply is complete
+    return status, stdout, stderr
+
+
 class Connection(LocalConnection):
     """Local connection; Python modules run in forks of a warm interpreter."""
 
@@ -152,17 +169,8 @@ class Connection(LocalConnection):
         env = dict(os.environ)
         env.update(extra_env)
         header = json.dumps({"env": env, "cwd": self.cwd or os.getcwd()}).encode()
-        try:
-            with conn:
-                conn.sendall(forkserver.REQUEST_HEADER.pack(len(header), len(in_data)) + header + in_data)
-                status, out_len, err_len = forkserver.RESPONSE_HEADER.unpack(
-                    forkserver.recv_exact(conn, forkserver.RESPONSE_HEADER.size))
-                stdout = forkserver.recv_exact(conn, out_len)
-                stderr = forkserver.recv_exact(conn, err_len)
-                conn.sendall(forkserver.DONE)
-        except (OSError, EOFError, struct.error) as exc:
-            raise AnsibleConnectionFailure(f"the module's forked interpreter ended without a reply: {exc}") from exc
-        return status, stdout, stderr
+        with conn:
+            return exchange(conn, header, in_data)
 
     def _forkserver_connect(self, interpreter: str) -> socket.socket:
         """A connection to the server for this interpreter, starting the server if there is none."""

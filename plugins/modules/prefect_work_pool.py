@@ -17,6 +17,9 @@ description:
     C(prefect-aws) (C(ECSWorker.get_default_base_job_template())); for O(type=process) from
     Prefect's own process worker. O(job_variables) then become the defaults of the template's
     variables (cluster, vpc_id, network_configuration, role ARNs, image, cpu, memory, ...).
+  - That default template is kept per installed C(prefect-aws) and C(prefect) versions under
+    C($XDG_CACHE_HOME/dataops.prefect_fargate/base-job-templates) (default C(~/.cache)), so a later run
+    needs no prefect-aws import; an unreadable or unwritable cache only costs the import.
   - Reads the pool first, compares the normalised state and writes only when something differs,
     so a re-run makes no API write and reports C(changed=false).
   - Optionally waits until a number of workers polling the pool are C(ONLINE).
@@ -208,7 +211,9 @@ def cached_default_base_job_template(module, pool_type):
     if path:
         try:
             with open(path) as handle:
-                return json.load(handle)
+                cached = json.load(handle)
+            if isinstance(cached, dict) and "job_configuration" in cached:
+                return cached
         except (OSError, ValueError):
             pass
     template = default_base_job_template(module, pool_type)

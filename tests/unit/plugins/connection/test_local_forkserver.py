@@ -55,6 +55,34 @@ def test_parse_module_command():
         assert parse_module_command(cmd, "/bin/sh") is None, cmd
 
 
+def test_a_reply_is_complete_even_when_the_server_closed_before_the_acknowledgement():
+    """The module ended and the server reaped it and closed its side before the client's DONE: the reply stands
+    (CI: a podman build task came back unreachable from a BrokenPipeError on the acknowledgement)."""
+    import socket
+
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    import threading
+
+    def serve(server, reply):
+        with server:
+            assert forkserver.recv_request(server) == ({}, b"payload")
+            server.sendall(reply)  # then closes at once, before the client's DONE
+
+    for reply, expected in ((forkserver.RESPONSE_HEADER.pack(0, 3, 0) + b"out", (0, b"out", b"")),
+                            (forkserver.RESPONSE_HEADER.pack(0, 3, 0) + b"ou", None)):  # cut short: no reply
+        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        thread = threading.Thread(target=serve, args=(server, reply))
+        thread.start()
+        with client:
+            if expected:
+                assert local_forkserver.exchange(client, b"{}", b"payload") == expected
+            else:
+                with pytest.raises(local_forkserver.AnsibleConnectionFailure, match="without a reply"):
+                    local_forkserver.exchange(client, b"{}", b"payload")
+        thread.join(10)
+
+
 def test_only_on_linux_and_never_with_become(monkeypatch):
     """Elsewhere (no fork-without-exec safety, no SO_PEERCRED) the connection is the stock local one."""
     from types import SimpleNamespace

@@ -162,6 +162,8 @@ def test_corrupt_template_cache_only_costs_the_cache(run_module, template_cache)
     (entry,) = template_cache.glob("dataops.prefect_fargate/base-job-templates/ecs-*.json")
     entry.write_text("{not json")
     assert created_template(run_module) == first
+    entry.write_text("[]")  # valid JSON, not a template
+    assert created_template(run_module) == first
     assert entry.read_text().startswith("{")
     assert created_template(run_module) == first
 
