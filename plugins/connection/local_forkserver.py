@@ -15,10 +15,14 @@ description:
   - The interpreter server is started on first use, one per module interpreter and per version of the
     server's code, listens on a C(0600) Unix socket under O(forkserver_dir), and exits after
     O(forkserver_idle) seconds without a request.
+  - The code zipimport compiles from a payload's zip is kept in C(code-cache) under O(forkserver_dir), keyed
+    by the sha256 of the source, so the next module that imports the same file does not compile it again.
   - Anything that is not a pipelined Python module (raw commands, file transfers, async tasks, become)
     and any failure to reach or start the server falls back to the stock C(local) behaviour.
-  - If the run is interrupted while a module runs, the module's process group is terminated, as a
-    terminal's Ctrl-C would.
+  - If the Ansible worker that asked for a module goes away before it has the module's whole reply (the run
+    was killed), the module's process group gets SIGINT, as from a terminal's Ctrl-C, so that the module
+    removes its temporary files; whatever still runs 10 s later is killed. (Under the stock connection such
+    a module runs on to its end.) A process that a finished module left in the background is not touched.
   - Linux controllers only (C(fork) without C(exec), C(SO_PEERCRED)); on other systems this connection is
     exactly C(ansible.builtin.local).
 author:
@@ -67,6 +71,7 @@ import hashlib
 import json
 import os
 import shlex
+import re
 import socket
 import struct
 import subprocess
@@ -86,7 +91,7 @@ SERVER_SOURCE = forkserver.__file__
 # fork() without exec and SO_PEERCRED: Linux controllers; elsewhere this is exactly ansible.builtin.local.
 SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
 START_TIMEOUT = 20.0
-ENV_ASSIGNMENT = __import__("re").compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 class ForkserverUnavailable(Exception):

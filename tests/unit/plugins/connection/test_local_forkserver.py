@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ CONNECTION = "dataops.prefect_fargate.local_forkserver"
 
 # A module that reports what a fresh Python would not have: warm imports, a leak from an earlier run.
 PROBE_MODULE = '''#!/usr/bin/python
-import os, sys
+import os, sys, tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_lock import playbook_process
 
@@ -35,7 +37,7 @@ def main():
     os.environ["FORKSERVER_PROBE_LEAK"] = "yes"
     module.exit_json(changed=False, warm=warm, leaked=leaked, pid=os.getpid(), ppid=os.getppid(),
                      env_leak=os.environ.get("FORKSERVER_PROBE_SEEN"), probe_env=os.environ.get("PROBE_ENV"),
-                     cwd=os.getcwd(), run_pid=playbook_process())
+                     cwd=os.getcwd(), run_pid=playbook_process(), tempdir=tempfile.gettempdir())
 
 main()
 '''
@@ -150,7 +152,8 @@ def run(tmp_path: Path, env: dict, tasks: list, connection: str = CONNECTION) ->
 
 def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
     tmp_path, env = playground
-    tasks = [{"forkserver_probe": {"mark": "first"}, "environment": {"PROBE_ENV": "a b"}},
+    (tmp_path / "tmp").mkdir()
+    tasks = [{"forkserver_probe": {"mark": "first"}, "environment": {"PROBE_ENV": "a b", "TMPDIR": str(tmp_path / "tmp")}},
              {"forkserver_probe": {"mark": "second"}},
              {"ansible.builtin.command": "printenv PROBE_ENV", "environment": {"PROBE_ENV": "from-env"}}]
     first, second, command = run(tmp_path, env, tasks)
@@ -166,6 +169,8 @@ def test_modules_are_forked_from_one_warm_isolated_interpreter(playground):
     assert second["env_leak"] is None
     # the task's environment reaches the module and its subprocesses
     assert first["probe_env"] == "a b" and second["probe_env"] is None
+    # temporary files go where the task's TMPDIR says, not where the server's first one did
+    assert first["tempdir"] == str(tmp_path / "tmp") and second["tempdir"] != first["tempdir"]
     assert command["stdout"] == "from-env"
 
 
@@ -232,6 +237,9 @@ def test_a_module_whose_run_is_gone_is_stopped(playground):
     """
     tmp_path, env = playground
     marker = f"{time.time() % 1000:.3f}"
+    # where the module's payload folder goes; short, as ansible-playbook puts its own sockets there too
+    scratch = Path(tempfile.mkdtemp(prefix="fs-gone-"))
+    env = {**env, "TMPDIR": str(scratch)}
     path = playbook(tmp_path, [{"ansible.builtin.command": f"sleep 7{marker}"}])
     proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -245,10 +253,12 @@ def test_a_module_whose_run_is_gone_is_stopped(playground):
             os.kill(pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 5
-        while pgrep(f"sleep 7{marker}"):
-            assert time.monotonic() < deadline, "the module outlived its run"
+        while pgrep(f"sleep 7{marker}") or list(scratch.glob("ansible_*_payload_*")):
+            # stopped as by Ctrl-C, the module unwinds and removes its payload folder (SIGTERM left it behind)
+            assert time.monotonic() < deadline, f"the module outlived its run: {os.listdir(scratch)}"
             time.sleep(0.1)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         for pid in pids(f"sleep 7{marker}"):
             os.kill(pid, signal.SIGKILL)
 
@@ -313,3 +323,57 @@ def test_wire_format_roundtrip(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+CODE_CACHE_PROBE = r'''
+import json, os, sys, traceback
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import forkserver
+calls = []
+import zipimport
+original = zipimport._compile_source
+def counting(pathname, source):
+    calls.append(pathname)
+    return original(pathname, source)
+zipimport._compile_source = counting
+assert forkserver.install_code_cache(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+import cached_probe
+try:
+    cached_probe.fail()
+except RuntimeError:
+    where = traceback.extract_tb(sys.exc_info()[2])[-1].filename
+print(json.dumps({"compiled": len(calls), "value": cached_probe.VALUE, "where": where}))
+'''
+
+
+def test_code_compiled_from_a_payload_zip_is_reused_by_the_next_module(tmp_path):
+    """zipimport compiles a zip's sources on every import; the server's forks reuse code compiled before."""
+    import zipfile
+
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    cache = tmp_path / "code-cache"
+    (tmp_path / "probe.py").write_text(CODE_CACHE_PROBE)
+
+    def import_from_zip(name: str, source: str) -> dict:
+        archive = tmp_path / name
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("cached_probe.py", source)
+        done = subprocess.run([PYTHON, str(tmp_path / "probe.py"), forkserver.__file__, str(cache), str(archive)],
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    source = "VALUE = 1\ndef fail():\n    raise RuntimeError('x')\n"
+    first = import_from_zip("a.zip", source)
+    assert first["compiled"] == 1 and first["value"] == 1 and len(list(cache.iterdir())) == 1
+    # another payload (another zip) with the same source: no compile, and a traceback names this zip
+    second = import_from_zip("b.zip", source)
+    assert second == {"compiled": 0, "value": 1, "where": str(tmp_path / "b.zip" / "cached_probe.py")}
+    # a changed source is compiled afresh
+    third = import_from_zip("c.zip", source.replace("VALUE = 1", "VALUE = 2"))
+    assert third["compiled"] == 1 and third["value"] == 2 and len(list(cache.iterdir())) == 2
+    # a damaged cache entry only costs the compile
+    for entry in cache.iterdir():
+        entry.write_bytes(b"not marshal data")
+    assert import_from_zip("d.zip", source)["value"] == 1
