@@ -27,6 +27,8 @@ on, as it does under the stock ``local`` connection.
 
 zipimport compiles every source a payload imports from its zip, on every import; the server's forks
 share a cache of that compiled code (``code-cache`` next to the socket, keyed by the source's sha256).
+The botocore models of the services in ``WARM_SERVICES`` are parsed once, in the server, and shared by
+every botocore session of its forks.
 """
 
 from __future__ import annotations
@@ -53,6 +55,56 @@ WARM_IMPORTS = (
     "botocore.exceptions", "botocore.waiter", "botocore.paginate", "botocore.credentials",
     "botocore.awsrequest", "botocore.httpsession", "botocore.regions", "botocore.endpoint_provider",
 )
+
+# botocore models read once in the server (the services the collection's roles call); a module's client finds
+# them parsed. Another service is read as in a new process.
+WARM_SERVICES = (
+    "ec2", "ecs", "ecr", "elbv2", "iam", "s3", "sts", "logs", "secretsmanager", "sqs", "ssm", "rds", "events",
+    "application-autoscaling", "cloudwatch",
+)
+
+
+def share_botocore_models() -> bool:
+    """Let every botocore Loader of the process share the models any of them has read.
+
+    botocore caches a parsed model per Loader, and every boto3 session has its own, so each module parses
+    the JSON of each service it calls again (about 50 ms per client here). Shared by the files' search path
+    and name, so a module with another AWS_DATA_PATH reads its own; botocore already hands one parsed model
+    to every client of a session, so sharing it between sessions changes no model.
+    """
+    import functools
+
+    try:
+        from botocore import loaders
+    except ImportError:
+        return False
+
+    def shared(method):
+        cache: dict = {}
+
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            key = (tuple(self.search_paths), args, tuple(sorted(kwargs.items())))
+            if key not in cache:
+                cache[key] = method(self, *args, **kwargs)
+            return cache[key]
+
+        return wrapper
+
+    for name in ("list_available_services", "determine_latest_version", "load_service_model",
+                 "load_data_with_path"):
+        setattr(loaders.Loader, name, shared(getattr(loaders.Loader, name)))
+    # Read them now, in the server: what a fork reads dies with it.
+    import botocore.session
+
+    session = botocore.session.get_session()
+    for service in WARM_SERVICES:
+        try:
+            session.create_client(service, region_name="us-east-1", aws_access_key_id="warm-up",
+                                  aws_secret_access_key="warm-up")  # explicit: no credential look-up
+        except Exception:  # noqa: BLE001 - a service this botocore lacks is just not warm
+            continue
+    return True
 
 
 def warm_up() -> dict[str, tuple[int, int]]:
@@ -222,6 +274,7 @@ def run_payload(conn: socket.socket, header: dict, payload: bytes) -> None:
 
 def serve(path: str, idle: float, ready_fd: int | None = None) -> None:
     warm_files = warm_up()
+    share_botocore_models()
     install_code_cache(os.path.join(os.path.dirname(path), "code-cache"))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"

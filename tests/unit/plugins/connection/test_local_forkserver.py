@@ -377,3 +377,43 @@ def test_code_compiled_from_a_payload_zip_is_reused_by_the_next_module(tmp_path)
     for entry in cache.iterdir():
         entry.write_bytes(b"not marshal data")
     assert import_from_zip("d.zip", source)["value"] == 1
+
+
+MODEL_SHARING_PROBE = r'''
+import json, os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import forkserver
+import botocore.loaders, botocore.session
+assert forkserver.share_botocore_models()  # in the server, before any fork
+read = []
+original = botocore.loaders.JSONFileLoader.load_file
+def counting(self, path):
+    read.append(path)
+    return original(self, path)
+botocore.loaders.JSONFileLoader.load_file = counting
+def client(service, **env):
+    os.environ.update(env)
+    session = botocore.session.get_session()  # a module's own session, as each boto3 module makes
+    made = session.create_client(service, region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b")
+    return made.meta.service_model.operation_model("DescribeVpcs" if service == "ec2" else "ListFunctions").name
+warm = client("ec2")
+warm_reads = len(read)
+cold = client("lambda")
+cold_reads = len(read) - warm_reads
+other = client("ec2", AWS_DATA_PATH=sys.argv[2])
+print(json.dumps({"warm": warm, "warm_reads": warm_reads, "cold": cold, "cold_reads": cold_reads,
+                  "other_path_reads": len(read) - warm_reads - cold_reads}))
+'''
+
+
+def test_botocore_models_are_parsed_once_in_the_server_for_every_session(tmp_path):
+    """A warm service's model is not read again by a module's session; another service or data path is."""
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    (tmp_path / "probe.py").write_text(MODEL_SHARING_PROBE)
+    done = subprocess.run([PYTHON, str(tmp_path / "probe.py"), forkserver.__file__, str(tmp_path / "models")],
+                          capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["warm"] == "DescribeVpcs" and seen["warm_reads"] == 0
+    assert seen["cold"] == "ListFunctions" and seen["cold_reads"] > 0  # lambda is not among WARM_SERVICES
+    assert seen["other_path_reads"] > 0  # a module with its own AWS_DATA_PATH reads its own files
