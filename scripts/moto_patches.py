@@ -53,7 +53,9 @@ the patch changes; tests/unit/test_moto_patches.py shows each gap without the pa
   Pending delays (scripts/moto_patches_delays.py, all 0 unless LOCAL_STACK_DELAY_NAT_S / _ALB_S /
   _SERVICE_S or POST /_local_stack/delays set them): nat_gateway_pending_delay,
   elbv2_provisioning_delay, ecs_service_deployment_delay, elbv2_targets_initial_while_provisioning
-  (targets report `initial` while their load balancer is held provisioning, as on AWS).
+  (targets report `initial` while their load balancer is held provisioning, as on AWS),
+  nat_gateway_route_consistency (a route to a NAT gateway id EC2 does not know is refused with
+  InvalidNatGatewayID.NotFound as on AWS, a new gateway's too for LOCAL_STACK_DELAY_NAT_UNKNOWN_S seconds).
   Faults (scripts/moto_patches_faults.py; not a gap but AWS throttling on demand, off by default):
   aws_fault_injection (a seeded share of AWS requests answered ThrottlingException / RequestLimitExceeded /
   Throttling / SlowDown in the request's protocol; switched at runtime through POST /_local_stack/faults).

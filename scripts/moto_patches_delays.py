@@ -14,6 +14,10 @@ the sum of the waits a converge pays. All default to 0 (moto's behaviour).
   elbv2_targets_initial_while_provisioning
                                   Targets of a load balancer held `provisioning` report `initial`
                                   (AWS health-checks them only once it is active).
+  nat_gateway_route_consistency   A route to a NAT gateway id EC2 does not know is refused with
+                                  InvalidNatGatewayID.NotFound (moto accepts any id), and so is a route
+                                  to a new NAT gateway for LOCAL_STACK_DELAY_NAT_UNKNOWN_S seconds (EC2's
+                                  eventual consistency: a seconds-old id may not be known yet).
   ecs_service_deployment_delay    A service deployment stays IN_PROGRESS for at least
                                   LOCAL_STACK_DELAY_SERVICE_S seconds after it starts, even when its
                                   tasks already run (moto_patches.ecs_service_scheduler completes it as
@@ -21,11 +25,12 @@ the sum of the waits a converge pays. All default to 0 (moto's behaviour).
 
 The delays come from the environment of the moto server and can be changed while it runs (for new
 resources only) with set_delays(), which scripts/moto_server.py serves as POST /_local_stack/delays
-{"nat": s, "alb": s, "service": s} (a private channel, not an AWS API).
+{"nat": s, "alb": s, "service": s, "nat_unknown": s} (a private channel, not an AWS API).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
@@ -34,7 +39,8 @@ from typing import Any
 
 Undo = Callable[[], None]
 
-ENV = {"nat": "LOCAL_STACK_DELAY_NAT_S", "alb": "LOCAL_STACK_DELAY_ALB_S", "service": "LOCAL_STACK_DELAY_SERVICE_S"}
+ENV = {"nat": "LOCAL_STACK_DELAY_NAT_S", "alb": "LOCAL_STACK_DELAY_ALB_S", "service": "LOCAL_STACK_DELAY_SERVICE_S",
+       "nat_unknown": "LOCAL_STACK_DELAY_NAT_UNKNOWN_S"}
 _OVERRIDES: dict[str, float] = {}
 
 
@@ -96,6 +102,43 @@ def nat_gateway_pending_delay() -> Undo:
         self.__dict__["_ls_state"] = value
 
     return _replace(NatGateway, "state", property(get_state, set_state))
+
+
+def nat_gateway_route_consistency() -> Undo:
+    """AWS: CreateRoute/ReplaceRoute with a NatGatewayId EC2 does not know fail with
+    InvalidNatGatewayID.NotFound, and right after CreateNatGateway the new id may not be known yet (EC2 is
+    eventually consistent; its API reference asks clients to retry).
+    moto 5.2: any id is accepted and the route points at nothing. Patch: an unknown id is refused as on AWS,
+    and so is a new gateway's until LOCAL_STACK_DELAY_NAT_UNKNOWN_S seconds after its creation."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.nat_gateways import NatGatewayBackend
+    from moto.ec2.models.route_tables import RouteBackend
+
+    original_create_nat = NatGatewayBackend.create_nat_gateway
+
+    def create_nat_gateway(self: Any, *args: Any, **kwargs: Any) -> Any:
+        gateway = original_create_nat(self, *args, **kwargs)
+        gateway._ls_known_at = time.monotonic() + delay("nat_unknown")
+        return gateway
+
+    def check(backend: Any, nat_gateway_id: str | None) -> None:
+        if nat_gateway_id is None:
+            return
+        gateway = backend.nat_gateways.get(nat_gateway_id)
+        if gateway is None or time.monotonic() < getattr(gateway, "_ls_known_at", 0.0):
+            raise EC2ClientError("InvalidNatGatewayID.NotFound", f"The natGateway ID '{nat_gateway_id}' does not exist")
+
+    def guarded(original: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(original)  # moto passes the id by keyword to one, by position to the other
+
+        def route_write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            check(self, signature.bind(self, *args, **kwargs).arguments.get("nat_gateway_id"))
+            return original(self, *args, **kwargs)
+        return route_write
+
+    return _chain(_replace(NatGatewayBackend, "create_nat_gateway", create_nat_gateway),
+                  _replace(RouteBackend, "create_route", guarded(RouteBackend.create_route)),
+                  _replace(RouteBackend, "replace_route", guarded(RouteBackend.replace_route)))
 
 
 def elbv2_provisioning_delay() -> Undo:
@@ -163,6 +206,7 @@ def ecs_service_deployment_delay() -> Undo:
 
 PATCHES: dict[str, Callable[[], Undo]] = {
     "nat_gateway_pending_delay": nat_gateway_pending_delay,
+    "nat_gateway_route_consistency": nat_gateway_route_consistency,
     "elbv2_provisioning_delay": elbv2_provisioning_delay,
     "elbv2_targets_initial_while_provisioning": elbv2_targets_initial_while_provisioning,
     "ecs_service_deployment_delay": ecs_service_deployment_delay,

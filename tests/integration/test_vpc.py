@@ -154,9 +154,10 @@ def test_check_mode_on_deployed_stack_is_read_only_and_complete(stack_runs):
         assert r.run.facts(fact) == stack_runs.create.run.facts(fact), fact
 
 
+# The route tables are written by jobs started in parallel; their collection reports what they changed.
 DRIFTED_TASKS = {"vpc : Create the VPC", "vpc : Create the subnets", "vpc : Create the internet gateway",
-                 "vpc : Create the public route table", "vpc : Create the NAT gateways",
-                 "vpc : Create the private route tables", "vpc : Create the S3 gateway endpoint"}
+                 "vpc : Wait for the route tables", "vpc : Create the NAT gateways",
+                 "vpc : Create the S3 gateway endpoint"}
 
 
 def test_drift_behind_the_stacks_back_is_reported_in_check_mode_and_repaired(stack_runs, local_stack):
@@ -222,12 +223,31 @@ def test_delete_removes_everything_and_is_idempotent(stack_runs, local_stack):
 
 
 @pytest.mark.slow
+def set_nat_unknown_delay(seconds: float) -> None:
+    """EC2's eventual consistency, held by the emulator: a new NAT gateway's id is unknown to route writes
+    for this long (scripts/moto_patches_delays.py, nat_gateway_route_consistency)."""
+    import json
+    import urllib.request
+
+    from tests.helpers.stack import moto_url
+
+    request = urllib.request.Request(moto_url() + "/_local_stack/delays", method="POST",
+                                     data=json.dumps({"nat_unknown": seconds}).encode())
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.load(answer)["nat_unknown"] == seconds
+
+
 def test_per_az_nat_then_back_to_single(local_stack):
     extra = {"vpc_name": "prefect-elt-vpc-az", "vpc_cidr": "10.30.0.0/16", "vpc_nat_gateways": "per_az"}
     client = ec2()
     try:
+        # Both new gateways are unknown to EC2's route writes for 3 s: the route tables started right after
+        # them fail with InvalidNatGatewayID.NotFound and are written again once EC2 knows the gateways.
+        set_nat_unknown_delay(3)
         created = run(local_stack, extra)
+        set_nat_unknown_delay(0)
         assert created.run.rc == 0, created.run.failed_messages
+        assert "vpc : Create the private route tables whose NAT gateway EC2 did not know yet" in created.run.changed_tasks
         vpc_id = created.run.facts("vpc__vpc_id")
         nats = client.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                                      {"Name": "state", "Values": ["available"]}])["NatGateways"]
@@ -244,6 +264,7 @@ def test_per_az_nat_then_back_to_single(local_stack):
         assert len(nats) == 1
         assert len(client.describe_addresses()["Addresses"]) == 1, "the second NAT's EIP is released"
     finally:
+        set_nat_unknown_delay(0)
         gone = run(local_stack, {**extra, "vpc_state": "absent"})
         assert gone.run.rc == 0, gone.run.failed_messages
     assert leftovers(client) == {}

@@ -67,7 +67,7 @@ def test_without_a_delay_a_load_balancer_is_active_when_described(patched):
 
 def test_load_balancer_stays_provisioning_for_the_delay(patched):
     patched("elbv2_provisioning_delay")
-    assert moto_patches_delays.set_delays({"alb": 0.6}) == (200, {"nat": 0.0, "alb": 0.6, "service": 0.0})
+    assert moto_patches_delays.set_delays({"alb": 0.6}) == (200, {"nat": 0.0, "alb": 0.6, "service": 0.0, "nat_unknown": 0.0})
     state = _load_balancer_state(boto3.client("elbv2"), boto3.client("ec2"))
     assert state() == "provisioning"
     time.sleep(0.7)
@@ -109,3 +109,24 @@ def test_targets_report_initial_while_their_load_balancer_provisions(patched):
     assert states() == ["initial"]
     time.sleep(0.7)
     assert states() != ["initial"]
+
+
+def test_a_route_to_a_nat_gateway_ec2_does_not_know_is_refused_as_on_aws(patched):
+    patched("nat_gateway_route_consistency")
+    ec2 = boto3.client("ec2")
+    vpc, subnets = _subnet(ec2)
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    with pytest.raises(ec2.exceptions.ClientError, match="InvalidNatGatewayID.NotFound"):
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId="nat-0123456789abcdef0")
+    moto_patches_delays.set_delays({"nat_unknown": 0.6})  # EC2's eventual consistency: a new id is unknown a while
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=eip)["NatGateway"]["NatGatewayId"]
+    with pytest.raises(ec2.exceptions.ClientError, match="InvalidNatGatewayID.NotFound"):
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    time.sleep(0.7)
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    with pytest.raises(ec2.exceptions.ClientError, match="InvalidNatGatewayID.NotFound"):  # ReplaceRoute too
+        ec2.replace_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId="nat-0123456789abcdef0")
+    ec2.replace_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    routes = ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Routes"]
+    assert [r["NatGatewayId"] for r in routes if r.get("DestinationCidrBlock") == "0.0.0.0/0"] == [nat]
