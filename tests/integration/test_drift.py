@@ -114,7 +114,7 @@ DEPLOYMENTS = "prefect_flow : Ensure the deployments of the catalogue"
 DRIFTS = [
     Drift("private route deleted", delete_private_route, "vpc : Wait for the route tables", None),
     Drift("0.0.0.0/0 ingress on the worker SG", open_worker_security_group,
-          "ecs_fargate_agent : Ensure the worker security group", "0.0.0.0/0"),
+          "ecs_fargate_agent : Wait for the worker security group", "0.0.0.0/0"),
     Drift("service desired count changed", scale_service, "ecs_fargate_agent : Ensure the worker service", None),
     Drift("bucket versioning suspended", suspend_versioning, BUCKETS, '-    \\"versioning\\": \\"Suspended\\"',
           BUCKETS_CHECK),
