@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,14 @@ sys.path.insert(0, str(REPO / ".collections"))
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import stack  # noqa: E402
+
+# Many tests run moto in-process, where every mock_aws() session builds moto's EC2 backend again: without its
+# default AMIs (no test starts an instance) that costs a third less. And the hundreds of botocore clients the
+# tests create share each parsed service model, as the forkserver's modules do, instead of parsing it per client.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver  # noqa: E402
+
+forkserver.share_botocore_models(warm=())
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ WARM_SERVICES = (
 )
 
 
-def share_botocore_models() -> bool:
+def share_botocore_models(warm: tuple[str, ...] = WARM_SERVICES) -> bool:
     """Let every botocore Loader of the process share the models any of them has read.
 
     botocore caches a parsed model per Loader, and every boto3 session has its own, so each module parses
@@ -94,11 +94,12 @@ def share_botocore_models() -> bool:
     for name in ("list_available_services", "determine_latest_version", "load_service_model",
                  "load_data_with_path"):
         setattr(loaders.Loader, name, shared(getattr(loaders.Loader, name)))
-    # Read them now, in the server: what a fork reads dies with it.
+    # Read them now, in the server: what a fork reads dies with it. (A test process passes warm=(): it reads
+    # each model once, when it first needs it.)
     import botocore.session
 
     session = botocore.session.get_session()
-    for service in WARM_SERVICES:
+    for service in warm:
         try:
             session.create_client(service, region_name="us-east-1", aws_access_key_id="warm-up",
                                   aws_secret_access_key="warm-up")  # explicit: no credential look-up
