@@ -16,7 +16,8 @@ description:
     server's code, listens on a C(0600) Unix socket under O(forkserver_dir), and exits after
     O(forkserver_idle) seconds without a request.
   - The code zipimport compiles from a payload's zip is kept in C(code-cache) under O(forkserver_dir), keyed
-    by the sha256 of the source, so the next module that imports the same file does not compile it again;
+    by the sha256 of the source (emptied once it holds more than 5000 entries), so the next module that
+    imports the same file does not compile it again;
     the botocore models of the AWS services the collection calls are parsed once, in the server.
   - Anything that is not a pipelined Python module (raw commands, file transfers, async tasks, become)
     and any failure to reach or start the server falls back to the stock C(local) behaviour.

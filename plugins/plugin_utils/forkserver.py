@@ -147,6 +147,7 @@ def install_code_cache(folder: str) -> bool:
     compile_source = getattr(zipimport, "_compile_source", None)
     if compile_source is None or not hasattr(_imp, "_fix_co_filename"):
         return False
+    bound_code_cache(folder)
     salt = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize])
     seen: dict[str, object] = {}  # this process's: the second compile of the same file
 
@@ -174,6 +175,24 @@ def install_code_cache(folder: str) -> bool:
 
     zipimport._compile_source = cached_compile_source
     return True
+
+
+CODE_CACHE_LIMIT = 5000  # entries; a few hundred per version of the collections' module code
+
+
+def bound_code_cache(folder: str, limit: int = CODE_CACHE_LIMIT) -> None:
+    """Empty the code cache once it holds more than ``limit`` entries (each upgrade of a collection adds the
+    code of its changed sources), so it cannot grow without end; it refills with what modules import."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    if len(entries) > limit:
+        for entry in entries:
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
 
 
 def identity(path: str) -> tuple[int, int]:

@@ -417,3 +417,16 @@ def test_botocore_models_are_parsed_once_in_the_server_for_every_session(tmp_pat
     assert seen["warm"] == "DescribeVpcs" and seen["warm_reads"] == 0
     assert seen["cold"] == "ListFunctions" and seen["cold_reads"] > 0  # lambda is not among WARM_SERVICES
     assert seen["other_path_reads"] > 0  # a module with its own AWS_DATA_PATH reads its own files
+
+
+def test_the_code_cache_is_emptied_once_it_holds_more_than_its_limit(tmp_path):
+    from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import forkserver
+
+    for index in range(5):
+        (tmp_path / f"entry{index}").write_bytes(b"code")
+    forkserver.bound_code_cache(str(tmp_path), limit=5)
+    assert len(list(tmp_path.iterdir())) == 5  # at the limit: kept
+    (tmp_path / "entry5").write_bytes(b"code")
+    forkserver.bound_code_cache(str(tmp_path), limit=5)
+    assert list(tmp_path.iterdir()) == []
+    forkserver.bound_code_cache(str(tmp_path / "missing"), limit=5)  # no cache yet: nothing to do
