@@ -149,11 +149,11 @@ def install_code_cache(folder: str) -> bool:
         return False
     bound_code_cache(folder)
     salt = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize])
-    seen: dict[str, object] = {}  # this process's: the second compile of the same file
+    seen: dict[tuple[str, str], object] = {}  # this process's: the second compile of the same file
 
     def cached_compile_source(pathname: str, source: bytes):
         key = hashlib.sha256(salt + source).hexdigest()
-        code = seen.get(key)
+        code = seen.get((pathname, key))  # per file: the code object's file name is this file's
         if code is None:
             path = os.path.join(folder, key)
             try:
@@ -169,7 +169,7 @@ def install_code_cache(folder: str) -> bool:
                     os.replace(partial, path)  # atomic: another module never reads half a file
                 except OSError:
                     pass  # an unwritable cache only costs the compile
-            seen[key] = code
+            seen[(pathname, key)] = code
         _imp._fix_co_filename(code, pathname)  # tracebacks name this payload's file, not an earlier one's
         return code
 
