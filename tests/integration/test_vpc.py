@@ -222,7 +222,6 @@ def test_delete_removes_everything_and_is_idempotent(stack_runs, local_stack):
     assert second.writes == []
 
 
-@pytest.mark.slow
 def set_nat_unknown_delay(seconds: float) -> None:
     """EC2's eventual consistency, held by the emulator: a new NAT gateway's id is unknown to route writes
     for this long (scripts/moto_patches_delays.py, nat_gateway_route_consistency)."""
@@ -237,6 +236,7 @@ def set_nat_unknown_delay(seconds: float) -> None:
         assert json.load(answer)["nat_unknown"] == seconds
 
 
+@pytest.mark.slow
 def test_per_az_nat_then_back_to_single(local_stack):
     extra = {"vpc_name": "prefect-elt-vpc-az", "vpc_cidr": "10.30.0.0/16", "vpc_nat_gateways": "per_az"}
     client = ec2()
