@@ -11,7 +11,8 @@ Environment:
   KILL_SWITCH_OCCURRENCE  n (default 1): the n-th task of that name to start (an include task and the task
                         it includes may share a name)
   KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at task start, at
-                        once, before the task runs; after an item, 0.2 s from a timer thread)
+                        once, before the task runs; after an item, SIGKILL at once, SIGINT 0.2 s later
+                        from a timer thread)
   KILL_SWITCH_PROCESS   words, e.g. "podman push": the trigger is then a process of the run, started by the
                         named task, whose command is the first word with all the others among its arguments
                         (a module's own command in flight, however fast the steps before it were)
@@ -170,6 +171,11 @@ class CallbackModule(CallbackBase):
             return
         if where == "task start" and self._delay <= 0:
             send()  # before the task is dispatched: deterministic
+            return
+        if self._signal == signal.SIGKILL and self._delay <= 0:
+            # A lost machine has no Ctrl-C handling to spare: killed right here, after exactly k items. (From a
+            # timer, a next item or task as fast as a warm module could finish before the signal lands.)
+            send()
             return
         # After a loop item: from a timer thread, as a Ctrl-C comes from outside. Sent from inside the item
         # callback, SIGINT would land in ansible-playbook's own result handling, which then hangs until a
