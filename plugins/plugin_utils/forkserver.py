@@ -34,6 +34,7 @@ every botocore session of its forks.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import selectors
 import signal
@@ -141,7 +142,6 @@ def install_code_cache(folder: str) -> bool:
     import _imp
     import hashlib
     import importlib.util
-    import marshal
     import zipimport
 
     compile_source = getattr(zipimport, "_compile_source", None)
@@ -155,26 +155,39 @@ def install_code_cache(folder: str) -> bool:
         key = hashlib.sha256(salt + source).hexdigest()
         code = seen.get((pathname, key))  # per file: the code object's file name is this file's
         if code is None:
-            path = os.path.join(folder, key)
-            try:
-                with open(path, "rb") as handle:
-                    code = marshal.loads(handle.read())
-            except (OSError, EOFError, ValueError, TypeError):
+            code = load_code(os.path.join(folder, key))
+            if code is None:
                 code = compile_source(pathname, source)
-                try:
-                    os.makedirs(folder, mode=0o700, exist_ok=True)
-                    partial = f"{path}.{os.getpid()}"
-                    with open(partial, "wb") as handle:
-                        handle.write(marshal.dumps(code))
-                    os.replace(partial, path)  # atomic: another module never reads half a file
-                except OSError:
-                    pass  # an unwritable cache only costs the compile
+                store_code(folder, key, code)
             seen[(pathname, key)] = code
         _imp._fix_co_filename(code, pathname)  # tracebacks name this payload's file, not an earlier one's
         return code
 
     zipimport._compile_source = cached_compile_source
     return True
+
+
+def load_code(path: str):
+    """The code object marshalled in ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return marshal.loads(handle.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def store_code(folder: str, name: str, code) -> None:
+    """Marshal ``code`` to ``folder/name``, atomically (a concurrent reader never sees half a file); an
+    unwritable folder only costs the next process the compile."""
+    path = os.path.join(folder, name)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        partial = f"{path}.{os.getpid()}"
+        with open(partial, "wb") as handle:
+            handle.write(marshal.dumps(code))
+        os.replace(partial, path)
+    except OSError:
+        pass
 
 
 CODE_CACHE_LIMIT = 5000  # entries; a few hundred per version of the collections' module code

@@ -117,7 +117,8 @@ def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_
     output = log.with_suffix(".out")
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "plugins" / "callback"),
-           "ANSIBLE_CALLBACKS_ENABLED": "kill_switch", "KILL_SWITCH_LOG": str(log),
+           # ansible.cfg's callbacks too: the run is the one a user gets, plus the kill switch
+           "ANSIBLE_CALLBACKS_ENABLED": "kill_switch,dataops.prefect_fargate.warm_workers", "KILL_SWITCH_LOG": str(log),
            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     if point:
         env.update(KILL_SWITCH_TASK=point.task, KILL_SWITCH_SIGNAL=point.signal, KILL_SWITCH_ITEM=str(point.item),

@@ -1,11 +1,11 @@
-"""fork_friendly_gc: the controller's objects are frozen before each task, and its own cycles still freed."""
+"""warm_workers: the controller's objects are frozen before each task, and its own cycles still freed."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from ansible_collections.dataops.prefect_fargate.plugins.callback.fork_friendly_gc import CallbackModule
+from ansible_collections.dataops.prefect_fargate.plugins.callback.warm_workers import CallbackModule
 
 
 class Cycle:
@@ -44,5 +44,20 @@ def test_the_controllers_own_garbage_cycles_are_still_collected():
         plugin.v2_playbook_on_task_start(None, False)
         plugin.v2_playbook_on_task_start(None, False)  # task 3: unfreeze, collect, freeze
         assert gone() is None
+    finally:
+        plugin.v2_playbook_on_stats(None)
+
+
+def test_builtin_jinja_plugins_are_loaded_before_each_task():
+    from ansible.plugins.loader import filter_loader, test_loader
+
+    plugin = callback(collect_every=1000)
+    try:
+        for loader in (filter_loader, test_loader):
+            loader._clear_caches()  # what ansible-core does when a role adds a plugin folder
+        plugin.v2_playbook_on_task_start(None, False)
+        # loaded here, in the controller, so the worker forked next inherits them
+        assert "ansible.builtin.to_json" in filter_loader._cached_non_collection_wrappers
+        assert "ansible.builtin.match" in test_loader._cached_non_collection_wrappers
     finally:
         plugin.v2_playbook_on_stats(None)
