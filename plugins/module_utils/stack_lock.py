@@ -9,7 +9,7 @@ It needs nothing of the stack to exist first, and the deployer only needs ``ssm:
 ``ssm:GetParameter`` and ``ssm:DeleteParameter`` on ``parameter/<stack>/*``.
 
 The value is a JSON record of the holder (run id, user, host, ansible-playbook pid and its start time,
-playbook, when it started and when the lock expires). A held lock is taken over ("broken") only when
+the AWS principal that took it, playbook, when it started and when the lock expires). A held lock is taken over ("broken") only when
 
 * it has expired (``ttl_seconds`` after it was taken), or
 * it was taken on this host by an ansible-playbook process that no longer exists (Ctrl-C, kill -9, a
@@ -50,6 +50,8 @@ def _iso(epoch: float) -> str:
 def describe_held(holder: dict, name: str, waited: float = 0) -> str:
     """The message a run gets when another run holds the lock: who, since when, until when, what to do."""
     who = holder.get("owner") or "an unknown run"
+    if holder.get("principal"):
+        who += f" as {holder['principal']}"
     since = _iso(holder["started"]) if isinstance(holder.get("started"), (int, float)) else "an unknown time"
     until = _iso(holder["expires"]) if isinstance(holder.get("expires"), (int, float)) else "never"
     waited_text = f" after waiting {int(waited)} s" if waited else ""
@@ -132,8 +134,8 @@ def process_alive(pid: int, start: str) -> bool:
     return not start or process_start(pid) == start
 
 
-def holder_record(ttl_seconds: int, playbook: str, now: float, run_id: str = "") -> dict:
-    """The JSON record a run writes into the lock."""
+def holder_record(ttl_seconds: int, playbook: str, now: float, run_id: str = "", principal: str = "") -> dict:
+    """The JSON record a run writes into the lock (``principal``: the caller's AWS ARN)."""
     pid = playbook_process()
     host = socket.gethostname()
     try:
@@ -144,6 +146,7 @@ def holder_record(ttl_seconds: int, playbook: str, now: float, run_id: str = "")
         "id": run_id or uuid.uuid4().hex,
         "owner": f"{user}@{host}" + (f" pid {pid}" if pid else ""),
         "host": host,
+        "principal": principal,
         "pid": pid,
         "pid_start": process_start(pid) if pid else "",
         "playbook": playbook,

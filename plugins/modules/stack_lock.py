@@ -95,6 +95,14 @@ broken:
   returned: when state=present
   type: list
   elements: dict
+account:
+  description:
+    - The AWS account and partition of the credentials (from C(sts:GetCallerIdentity), which the lock also
+      records as the holder's principal). The playbooks pass it on as C(common_account), so no role looks it
+      up again.
+  returned: when state=present
+  type: dict
+  sample: {"id": "123456789012", "partition": "aws"}
 waited:
   description: Seconds spent waiting for the lock.
   returned: when state=present
@@ -147,21 +155,26 @@ def main() -> None:
     # AnsibleAWSModule.warn also copies each warning into the result's `warnings` (amazon.aws 11.4), which
     # ansible-core 2.21 shows twice plus a deprecation notice: warn through the plain AnsibleModule.
     warn = module._module.warn  # pylint: disable=protected-access
-    client = module.client("ssm", retry_decorator=AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING))
-    lock = StackLock(_Retrying(client), params["name"])
+    retry = AWSRetry.jittered_backoff(catch_extra_error_codes=THROTTLING)
+    lock = StackLock(_Retrying(module.client("ssm", retry_decorator=retry)), params["name"])
     try:
+        if params["state"] == "present":
+            caller = module.client("sts", retry_decorator=retry).get_caller_identity(aws_retry=True)
+            account = {"id": caller["Account"], "partition": caller["Arn"].split(":")[1]}
         if module.check_mode:
             current = lock.read()
             if current and params["state"] == "present" and not lock.stale_reason(current[0]):
                 warn(describe_held(current[0], params["name"]))
             module.exit_json(changed=False, run_id="", status="held" if current else "free",
+                             **({"account": account} if params["state"] == "present" else {}),
                              **({"holder": current[0]} if current else {}))
         if params["state"] == "absent":
             status = lock.release(params["run_id"])
             if status == "held by another run":
                 warn(f"Not releasing the stack lock {params['name']}: another run holds it now.")
             module.exit_json(changed=False, run_id=params["run_id"], status=status)
-        holder = holder_record(params["ttl_seconds"], params["playbook"], time.time(), params["run_id"] or uuid.uuid4().hex)
+        holder = holder_record(params["ttl_seconds"], params["playbook"], time.time(), params["run_id"] or uuid.uuid4().hex,
+                               principal=caller["Arn"])
         try:
             result = lock.acquire(holder, wait_seconds=params["wait_seconds"], poll_seconds=params["poll_seconds"],
                                   break_lock=params["break_lock"])
@@ -170,7 +183,7 @@ def main() -> None:
         for taken in result["broken"]:
             warn(f"Took over the stack lock {params['name']} from {taken['holder'].get('owner', 'an unknown run')} "
                  f"({taken['holder'].get('playbook') or 'a playbook'}): {taken['reason']}.")
-        module.exit_json(changed=False, run_id=holder["id"], status="acquired", **result)
+        module.exit_json(changed=False, run_id=holder["id"], status="acquired", account=account, **result)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not {'take' if params['state'] == 'present' else 'release'} the stack lock {params['name']}")
 

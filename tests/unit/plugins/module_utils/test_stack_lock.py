@@ -263,6 +263,14 @@ def test_holder_record_names_this_run():
     assert stack_lock.holder_record(0, "site.yml", 100.0)["expires"] is None
 
 
+def test_the_message_names_the_aws_principal_that_holds_the_lock():
+    arn = "arn:aws:sts::123456789012:assumed-role/ci-deployer/run-42"
+    rec = stack_lock.holder_record(600, "site.yml", 100.0, "rid", principal=arn)
+    assert rec["principal"] == arn
+    assert f"{rec['owner']} as {arn} (site.yml)" in stack_lock.describe_held(rec, NAME)
+    assert " as " not in stack_lock.describe_held(stack_lock.holder_record(600, "site.yml", 100.0), NAME).split("(")[0]
+
+
 def test_playbook_process_is_the_outermost_ansible_playbook_ancestor(tmp_path):
     # this test process is no ansible-playbook: nothing found
     assert stack_lock.playbook_process() is None
@@ -307,11 +315,11 @@ def test_fake_answers_like_ssm():
 
 
 def run_module(args, check_mode=False, expect_fail=False):
-    client = boto3.client("ssm", region_name="us-east-1")
+    clients = {name: boto3.client(name, region_name="us-east-1") for name in ("ssm", "sts")}
 
     def fake_client(self, name, retry_decorator=None, **kwargs):
-        assert name == "ssm" and retry_decorator is not None
-        return RetryingBotoClientWrapper(client, retry_decorator)
+        assert name in clients and retry_decorator is not None
+        return RetryingBotoClientWrapper(clients[name], retry_decorator)
 
     with patch_module_args({**args, "_ansible_check_mode": check_mode}), pytest.MonkeyPatch.context() as mp:
         mp.setattr(AnsibleAWSModule, "client", fake_client)
@@ -325,11 +333,14 @@ def test_module_takes_refuses_and_releases(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     first = run_module({"name": NAME, "playbook": "site.yml"})
     assert first["status"] == "acquired" and first["changed"] is False and first["run_id"]
+    # the account of the credentials, which the playbooks hand to the roles as common_account
+    assert first["account"] == {"id": "123456789012", "partition": "aws"}
     second = run_module({"name": NAME, "playbook": "site.yml"}, expect_fail=True)
     assert "Another run holds the stack lock /prefect-elt-dev/stack-lock" in second["msg"]
     assert second["holder"]["id"] == first["run_id"]
+    assert second["holder"]["principal"].startswith("arn:aws:sts::123456789012:") and " as arn:aws:" in second["msg"]
     check = run_module({"name": NAME}, check_mode=True)
-    assert check["status"] == "held" and check["run_id"] == ""
+    assert check["status"] == "held" and check["run_id"] == "" and check["account"]["id"] == "123456789012"
     assert run_module({"name": NAME, "state": "absent", "run_id": "someone-else"})["status"] == "held by another run"
     assert run_module({"name": NAME, "state": "absent", "run_id": first["run_id"]})["status"] == "released"
     assert run_module({"name": NAME}, check_mode=True)["status"] == "free"
