@@ -35,7 +35,7 @@ spec (built by roles/alb/tasks/create.yml):
 from __future__ import annotations
 
 from ansible_collections.amazon.aws.plugins.module_utils.elbv2 import _group_listeners, _group_rules
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, tag_dict
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, read_all, tag_dict
 
 try:
     from botocore.exceptions import ClientError
@@ -202,37 +202,55 @@ def rules_differ(elb, current_listeners, wanted_listeners):
     return False
 
 
+def _describe_balancer(elb, name):
+    try:
+        return elb.describe_load_balancers(aws_retry=True, Names=[name])["LoadBalancers"]
+    except ClientError as exc:
+        if error_code(exc) != "LoadBalancerNotFound":
+            raise
+        return []
+
+
 def read_alb(client, spec):
     ec2, elb = client("ec2"), client("elbv2")
+    want = spec["load_balancer"]
     result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
               "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
               "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
     result["target_group"]["arn"] = ""
-    result["subnets"] = read_subnets(ec2, spec.get("subnet_ids") or [])
+    # Reads that do not wait for each other run at once (read_all): the subnets, the balancer and the target
+    # groups to delete first; then the VPC of the subnets; then what needs the VPC or the balancer's ARN.
+    first = read_all({
+        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or []),
+        "balancers": lambda: _describe_balancer(elb, want["name"]),
+        "stale_target_groups": lambda: read_stale_target_groups(elb, spec.get("stale_target_groups") or []),
+    })
+    result["subnets"], result["stale_target_groups"] = first["subnets"], first["stale_target_groups"]
     vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
-    if len(vpc_ids) == 1:
-        vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0]
+    vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0] if len(vpc_ids) == 1 else None
+    if vpc:
         result["vpc"] = {"id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
-        result["security_group"] = read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
-
-    result["target_group"] = read_target_group(elb, spec["target_group"], result["vpc"]["id"])
+    arn = first["balancers"][0]["LoadBalancerArn"] if first["balancers"] else ""
+    reads = {"target_group": lambda: read_target_group(elb, spec["target_group"], result["vpc"]["id"])}
+    if vpc:
+        reads["security_group"] = lambda: read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
+    if spec.get("server_target_group"):
+        reads["server_target_group"] = lambda: read_target_group(elb, spec["server_target_group"], result["vpc"]["id"])
+    if arn:
+        reads["attributes"] = lambda: elb.describe_load_balancer_attributes(aws_retry=True, LoadBalancerArn=arn)["Attributes"]
+        reads["tags"] = lambda: elb.describe_tags(aws_retry=True, ResourceArns=[arn])["TagDescriptions"]
+        reads["listeners"] = lambda: [listener for page in elb.get_paginator("describe_listeners").paginate(LoadBalancerArn=arn)
+                                      for listener in page.get("Listeners", [])]
+    got = read_all(reads)
+    for key in ("target_group", "security_group", "server_target_group"):
+        if key in got:
+            result[key] = got[key]
     target_groups = {spec["target_group"]["name"]: result["target_group"]["arn"]}
     if spec.get("server_target_group"):
-        result["server_target_group"] = read_target_group(elb, spec["server_target_group"], result["vpc"]["id"])
         target_groups[spec["server_target_group"]["name"]] = result["server_target_group"]["arn"]
 
-    result["stale_target_groups"] = read_stale_target_groups(elb, spec.get("stale_target_groups") or [])
-
-    want = spec["load_balancer"]
-    try:
-        balancers = elb.describe_load_balancers(aws_retry=True, Names=[want["name"]])["LoadBalancers"]
-    except ClientError as exc:
-        if error_code(exc) != "LoadBalancerNotFound":
-            raise
-        balancers = []
-    if balancers:
-        lb = balancers[0]
-        arn = lb["LoadBalancerArn"]
+    if arn:
+        lb = first["balancers"][0]
         why = []
         if lb.get("Type") != "application":
             why.append("type")
@@ -240,16 +258,14 @@ def read_alb(client, spec):
             why.append("subnets")
         if set(lb.get("SecurityGroups") or []) != {result["security_group"]["id"]}:
             why.append("security groups")
-        attributes = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(aws_retry=True, LoadBalancerArn=arn)["Attributes"]}
+        attributes = {a["Key"]: a["Value"] for a in got["attributes"]}
         for key, value in (want.get("attributes") or {}).items():
             if attributes.get(key, "") != str(value):
                 why.append(key)
-        tags = elb.describe_tags(aws_retry=True, ResourceArns=[arn])["TagDescriptions"]
+        tags = got["tags"]
         if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
             why.append("tags")
-        current = []
-        for page in elb.get_paginator("describe_listeners").paginate(LoadBalancerArn=arn):
-            current += page.get("Listeners", [])
+        current = got["listeners"]
         listeners = []
         for listener in want.get("listeners") or []:
             listener = dict(listener, DefaultActions=_with_arns(listener.get("DefaultActions"), target_groups))

@@ -45,7 +45,7 @@ import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_security_group, read_subnets
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, json_document
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, in_parallel, json_document, read_all
 
 try:
     from botocore.exceptions import ClientError
@@ -197,18 +197,21 @@ def read_service(ecs, cluster_found, want, group_id):
 
 
 def read_ecs_agent(client, spec):
-    ecs = client("ecs")
-    subnets = read_subnets(client("ec2"), spec.get("subnet_ids") or [])
-    vpc_ids = sorted({s["vpc_id"] for s in subnets})
+    # Clients first (a boto3 session is not thread-safe), then the independent resources at once.
+    ecs, ec2, secrets, logs, sqs, events = (client(name) for name in ("ecs", "ec2", "secretsmanager", "logs", "sqs", "events"))
+    queues = spec.get("queues") or []
+    result = read_all({
+        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or []),
+        "secret": lambda: read_secret(secrets, spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
+        "log_group": lambda: read_log_group(logs, spec["log_group"]),
+        "cluster": lambda: read_cluster(ecs, spec["cluster"]),
+        "queues": lambda: dict(zip([q["name"] for q in queues], in_parallel(lambda q: read_queue(sqs, q), queues))),
+        "rule": lambda: read_rule(events, spec["rule"]),
+        "task_definition": lambda: read_task_definition(ecs, spec["task_family"]),
+    })
+    vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
     vpc_id = spec["security_group"].get("vpc_id") or (vpc_ids[0] if len(vpc_ids) == 1 else "")
-    result = {"subnets": subnets,
-              "secret": read_secret(client("secretsmanager"), spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
-              "log_group": read_log_group(client("logs"), spec["log_group"]),
-              "cluster": read_cluster(ecs, spec["cluster"]),
-              "queues": {q["name"]: read_queue(client("sqs"), q) for q in spec.get("queues") or []},
-              "rule": read_rule(client("events"), spec["rule"]),
-              "security_group": read_security_group(client("ec2"), vpc_id, dict(spec["security_group"], egress=None)),
-              "task_definition": read_task_definition(ecs, spec["task_family"])}
+    result["security_group"] = read_security_group(ec2, vpc_id, dict(spec["security_group"], egress=None))
     result["service"] = read_service(ecs, result["cluster"]["in_sync"], dict(spec["service"], cluster=spec["cluster"]["name"]),
                                      result["security_group"]["id"])
     result["in_sync"] = all(r["in_sync"] for r in [result["log_group"], result["cluster"], result["rule"], result["security_group"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, tag_dict
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, in_parallel, read_all, tag_dict
 
 try:
     from botocore.exceptions import ClientError
@@ -56,56 +56,66 @@ def lifecycle_rule(want):
     return rule
 
 
-def read_s3(s3, spec):
-    buckets = {}
-    for want in spec.get("buckets") or []:
-        name = want["name"]
-        if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=name) is None:
-            buckets[name] = {"exists": False, "in_sync": False, "why": "not found"}
-            continue
-        why = []
-        enc = _read(s3.get_bucket_encryption, ("ServerSideEncryptionConfigurationNotFoundError",), Bucket=name)
-        rules = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules") or [{}]
-        default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
-        if default.get("SSEAlgorithm") != want["encryption"]:
-            why.append("encryption")
-        elif want["encryption"] == "aws:kms":
-            if want.get("encryption_key_id") and default.get("KMSMasterKeyID") != want["encryption_key_id"]:
-                why.append("encryption key")
-            if not want.get("encryption_key_id") and default.get("KMSMasterKeyID"):
-                why.append("encryption key")
-            if not rules[0].get("BucketKeyEnabled"):
-                why.append("bucket key")
-        versioning = _read(s3.get_bucket_versioning, (), Bucket=name) or {}
-        if bool(want["versioning"]) != (versioning.get("Status") == "Enabled"):
-            why.append("versioning")
-        block = _read(s3.get_public_access_block, ("NoSuchPublicAccessBlockConfiguration",), Bucket=name)
-        if (block or {}).get("PublicAccessBlockConfiguration") != PUBLIC_ACCESS:
-            why.append("public access block")
-        ownership = _read(s3.get_bucket_ownership_controls, ("OwnershipControlsNotFoundError",), Bucket=name)
-        current_ownership = ((ownership or {}).get("OwnershipControls", {}).get("Rules") or [{}])[0].get("ObjectOwnership")
-        if current_ownership != want["object_ownership"]:
-            why.append("object ownership")
-        policy = _read(s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name)
-        current_policy = json.loads(policy["Policy"]) if policy and policy.get("Policy") else None
-        wanted_policy = json.loads(want["policy"]) if isinstance(want["policy"], str) else want["policy"]
-        if wanted_policy:
-            if not current_policy or compare_policies(current_policy, wanted_policy):
-                why.append("policy")
-        elif current_policy:
+def _read_bucket(s3, want):
+    name = want["name"]
+    if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=name) is None:
+        return {"exists": False, "in_sync": False, "why": "not found"}
+    why = []
+    # The bucket's settings are one call each: read at once.
+    got = read_all({
+        "encryption": lambda: _read(s3.get_bucket_encryption, ("ServerSideEncryptionConfigurationNotFoundError",), Bucket=name),
+        "versioning": lambda: _read(s3.get_bucket_versioning, (), Bucket=name),
+        "block": lambda: _read(s3.get_public_access_block, ("NoSuchPublicAccessBlockConfiguration",), Bucket=name),
+        "ownership": lambda: _read(s3.get_bucket_ownership_controls, ("OwnershipControlsNotFoundError",), Bucket=name),
+        "policy": lambda: _read(s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name),
+        "tagging": lambda: _read(s3.get_bucket_tagging, ("NoSuchTagSet", "NoSuchTagSetError"), Bucket=name),
+    })
+    enc = got["encryption"]
+    rules = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules") or [{}]
+    default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
+    if default.get("SSEAlgorithm") != want["encryption"]:
+        why.append("encryption")
+    elif want["encryption"] == "aws:kms":
+        if want.get("encryption_key_id") and default.get("KMSMasterKeyID") != want["encryption_key_id"]:
+            why.append("encryption key")
+        if not want.get("encryption_key_id") and default.get("KMSMasterKeyID"):
+            why.append("encryption key")
+        if not rules[0].get("BucketKeyEnabled"):
+            why.append("bucket key")
+    versioning = got["versioning"] or {}
+    if bool(want["versioning"]) != (versioning.get("Status") == "Enabled"):
+        why.append("versioning")
+    block = got["block"]
+    if (block or {}).get("PublicAccessBlockConfiguration") != PUBLIC_ACCESS:
+        why.append("public access block")
+    ownership = got["ownership"]
+    current_ownership = ((ownership or {}).get("OwnershipControls", {}).get("Rules") or [{}])[0].get("ObjectOwnership")
+    if current_ownership != want["object_ownership"]:
+        why.append("object ownership")
+    policy = got["policy"]
+    current_policy = json.loads(policy["Policy"]) if policy and policy.get("Policy") else None
+    wanted_policy = json.loads(want["policy"]) if isinstance(want["policy"], str) else want["policy"]
+    if wanted_policy:
+        if not current_policy or compare_policies(current_policy, wanted_policy):
             why.append("policy")
-        tagging = _read(s3.get_bucket_tagging, ("NoSuchTagSet", "NoSuchTagSetError"), Bucket=name)
-        tags = tag_dict((tagging or {}).get("TagSet"))
-        if tags != dict(want.get("tags") or {}):
-            why.append("tags")
-        # What the settings are and would be, for a check-mode diff (the policy is left out: too long to read).
-        was = versioning.get("Status", "Disabled")
-        current = {"versioning": was, "public_access": (block or {}).get("PublicAccessBlockConfiguration") or {},
-                   "encryption": default.get("SSEAlgorithm"), "object_ownership": current_ownership, "tags": tags}
-        wanted = {"versioning": "Enabled" if want["versioning"] else ("Suspended" if was == "Enabled" else was),
-                  "public_access": PUBLIC_ACCESS, "encryption": want["encryption"],
-                  "object_ownership": want["object_ownership"], "tags": dict(want.get("tags") or {})}
-        buckets[name] = {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}
+    elif current_policy:
+        why.append("policy")
+    tags = tag_dict((got["tagging"] or {}).get("TagSet"))
+    if tags != dict(want.get("tags") or {}):
+        why.append("tags")
+    # What the settings are and would be, for a check-mode diff (the policy is left out: too long to read).
+    was = versioning.get("Status", "Disabled")
+    current = {"versioning": was, "public_access": (block or {}).get("PublicAccessBlockConfiguration") or {},
+               "encryption": default.get("SSEAlgorithm"), "object_ownership": current_ownership, "tags": tags}
+    wanted = {"versioning": "Enabled" if want["versioning"] else ("Suspended" if was == "Enabled" else was),
+              "public_access": PUBLIC_ACCESS, "encryption": want["encryption"],
+              "object_ownership": want["object_ownership"], "tags": dict(want.get("tags") or {})}
+    return {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}
+
+
+def read_s3(s3, spec):
+    wanted = spec.get("buckets") or []
+    buckets = dict(zip([want["name"] for want in wanted], in_parallel(lambda want: _read_bucket(s3, want), wanted)))
 
     lifecycle = {}
     current_rules = {}

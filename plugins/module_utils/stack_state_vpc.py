@@ -12,13 +12,18 @@ decides). The reader never writes.
 
 spec (built by roles/vpc/tasks/create.yml):
   name, cidr, tags (the role's vpc_tags), region, layout (public|private), nat_gateways (single|per_az),
-  azs: [az, ...], subnets: [{name, cidr, az, tier}], s3_endpoint: bool
+  s3_endpoint: bool, and either
+  azs: [az, ...], subnets: [{name, cidr, az, tier}] (the layout as given), or
+  az_count, azs (the wanted zones, or [] for the first az_count available ones in name order, as the role's
+  defaults say), subnet_cidrs: {public: [cidr per zone], private: [...]}: the reader then looks the zones up
+  (DescribeAvailabilityZones, available ones only) and lays the subnets out on them; `layout` in the result
+  says which ({azs, available_azs, subnets, error}), and with an error nothing else is read.
 """
 
 from __future__ import annotations
 
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import tag_dict
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import read_all, tag_dict
 
 
 def _filters(**values):
@@ -45,8 +50,44 @@ def _detached_gateways(ec2, name, tags):
             if not g.get("Attachments") and all(tag_dict(g.get("Tags")).get(k) == v for k, v in want.items())]
 
 
+def choose_layout(ec2, spec):
+    """The zones and subnets of the network: {azs, available_azs, subnets: [{name, cidr, az, tier}], error}."""
+    filters = _filters(state="available", zone_type="availability-zone", **({"zone_name": list(spec["azs"])} if spec["azs"] else {}))
+    available = [z["ZoneName"] for z in ec2.describe_availability_zones(aws_retry=True, Filters=filters)["AvailabilityZones"]]
+    count = int(spec["az_count"])
+    azs = list(spec["azs"]) if spec["azs"] else sorted(available)[:count]
+    missing = [az for az in azs if az not in available]
+    out = {"azs": azs, "available_azs": available, "subnets": [], "error": ""}
+    if missing:
+        out["error"] = "vpc_azs %s are not available availability zones of this region (available: %s)." % (missing, available)
+    elif len(azs) != count:
+        out["error"] = "The region offers only %d available availability zones; vpc_az_count is %d." % (len(available), count)
+    tiers = ["public"] + (["private"] if spec["layout"] == "private" else [])
+    for tier in tiers:
+        cidrs = list((spec.get("subnet_cidrs") or {}).get(tier) or [])
+        if len(cidrs) < len(azs):
+            out["error"] = out["error"] or "%d %s subnet CIDRs for %d availability zones." % (len(cidrs), tier, len(azs))
+            continue
+        out["subnets"] += [{"tier": tier, "az": az, "cidr": cidrs[i], "name": "%s-%s-%s" % (spec["name"], tier, az)}
+                           for i, az in enumerate(azs)]
+    return out
+
+
 def read_vpc(ec2, spec):
     """Read the network of one stack; returns the ids found and whether each resource is in sync."""
+    layout = None
+    if "subnets" not in spec:
+        layout = choose_layout(ec2, spec)
+        if layout["error"]:
+            return {"layout": layout, "in_sync": False}
+        spec = dict(spec, azs=layout["azs"], subnets=layout["subnets"])
+    result = _read_network(ec2, spec)
+    if layout is not None:
+        result["layout"] = layout
+    return result
+
+
+def _read_network(ec2, spec):
     name, tags = spec["name"], dict(spec.get("tags") or {})
     result = {"vpc": _out("", False, "no VPC named %s with CIDR %s" % (name, spec["cidr"])), "subnets": {},
               "internet_gateway": _out("", False, "no internet gateway attached"), "public_route_table": _out("", False, "not found"),
@@ -63,12 +104,16 @@ def read_vpc(ec2, spec):
         for az in spec["azs"]:
             result["private_route_tables"]["%s-private-%s" % (name, az)] = _out("", False, "not found")
 
-    # The NAT elastic IPs are found by tag, in or out of a VPC (the role allocates them before the NATs).
-    if nat_names and spec["layout"] == "private":
-        addresses = ec2.describe_addresses(aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))
-        result["nat_addresses"] = [_snake(a) for a in addresses.get("Addresses", [])]
-
-    vpcs = ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"]
+    # Reads that do not depend on each other run at once (in_parallel): first the VPC and the NAT elastic IPs,
+    # which are found by tag, in or out of a VPC (the role allocates them before the NATs).
+    with_nats = bool(nat_names) and spec["layout"] == "private"
+    first = read_all({
+        "vpcs": lambda: ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"],
+        "addresses": lambda: ec2.describe_addresses(
+            aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))["Addresses"] if with_nats else [],
+    })
+    result["nat_addresses"] = [_snake(a) for a in first["addresses"]]
+    vpcs = first["vpcs"]
     if len(vpcs) != 1:
         if vpcs:
             result["vpc"]["why"] = "%d VPCs match" % len(vpcs)
@@ -77,8 +122,19 @@ def read_vpc(ec2, spec):
         return _finish(result)
     vpc = vpcs[0]
     vpc_id = vpc["VpcId"]
-    dns_support = ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsSupport")
-    dns_hostnames = ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames")
+    # Then everything inside the VPC.
+    got = read_all({
+        "dns_support": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsSupport"),
+        "dns_hostnames": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames"),
+        "subnets": lambda: ec2.describe_subnets(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["Subnets"],
+        "igws": lambda: ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"attachment.vpc-id": vpc_id}))["InternetGateways"],
+        "tables": lambda: ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"],
+        "nats": lambda: ec2.describe_nat_gateways(
+            aws_retry=True, Filters=_filters(vpc_id=vpc_id, state=["pending", "available"])) if spec["layout"] == "private" else {},
+        "endpoints": lambda: ec2.describe_vpc_endpoints(aws_retry=True, Filters=_filters(
+            vpc_id=vpc_id, service_name="com.amazonaws.%s.s3" % spec["region"]))["VpcEndpoints"] if spec.get("s3_endpoint") else [],
+    })
+    dns_support, dns_hostnames = got["dns_support"], got["dns_hostnames"]
     want = dict(tags, Name=name)
     why = []
     if tag_dict(vpc.get("Tags")) != want:
@@ -90,7 +146,7 @@ def read_vpc(ec2, spec):
     result["vpc"] = _out(vpc_id, not why, ", ".join(why))
 
     # Subnets: ec2_vpc_subnet finds one by VPC + CIDR; map_public false, no IPv6, tags exact.
-    by_cidr = {s["CidrBlock"]: s for s in ec2.describe_subnets(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["Subnets"]}
+    by_cidr = {s["CidrBlock"]: s for s in got["subnets"]}
     ids_by_name = {}
     for subnet in spec["subnets"]:
         found = by_cidr.get(subnet["cidr"])
@@ -111,7 +167,7 @@ def read_vpc(ec2, spec):
         result["subnets"][subnet["name"]] = _out(found["SubnetId"], not why, ", ".join(why))
         ids_by_name[subnet["name"]] = found["SubnetId"]
 
-    igws = ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"attachment.vpc-id": vpc_id}))["InternetGateways"]
+    igws = got["igws"]
     igw_id = ""
     if len(igws) == 1:
         igw_id = igws[0]["InternetGatewayId"]
@@ -120,7 +176,7 @@ def read_vpc(ec2, spec):
     elif not igws:
         result["internet_gateway"]["detached"] = _detached_gateways(ec2, name, tags)
 
-    tables = ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"]
+    tables = got["tables"]
     public_ids = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "public"]
     purge_public = not (spec.get("s3_endpoint") and spec["layout"] == "public")
     result["public_route_table"] = _route_table(tables, dict(tags, Name="%s-public" % name, Tier="public"),
@@ -129,7 +185,7 @@ def read_vpc(ec2, spec):
 
     nat_by_az = {}
     if spec["layout"] == "private":
-        nats = ec2.describe_nat_gateways(aws_retry=True, Filters=_filters(vpc_id=vpc_id, state=["pending", "available"]))
+        nats = got["nats"]
         result["nat_gateways"] = [_snake(n) for n in nats.get("NatGateways", [])]
         for az, nat_name in nat_names.items():
             subnet_id = ids_by_name.get("%s-public-%s" % (name, az), "")
@@ -154,9 +210,7 @@ def read_vpc(ec2, spec):
     if spec.get("s3_endpoint"):
         task_tables = ([t["id"] for t in result["private_route_tables"].values()] if spec["layout"] == "private"
                        else [result["public_route_table"]["id"]])
-        endpoints = ec2.describe_vpc_endpoints(aws_retry=True, Filters=_filters(
-            vpc_id=vpc_id, service_name="com.amazonaws.%s.s3" % spec["region"]))["VpcEndpoints"]
-        for endpoint in endpoints:
+        for endpoint in got["endpoints"]:
             if endpoint.get("State", "").lower() in ("deleting", "deleted", "failed", "rejected", "expired"):
                 continue
             if "" not in task_tables and sorted(endpoint.get("RouteTableIds") or []) == sorted(task_tables):

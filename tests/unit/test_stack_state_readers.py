@@ -579,3 +579,58 @@ def test_server_reader_reports_each_drift_on_its_resource_only(aws, drift, out_o
     state = read_server(clients(), ids["spec"])
     assert server_flags(state) == {out_of_sync}, state
     assert not state["in_sync"]
+
+
+# ------------------------------------------------------------------------------ overlapped reads (in_parallel)
+def test_independent_reads_overlap_keep_their_order_and_raise_the_first_error():
+    import threading
+
+    from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import in_parallel, read_all
+
+    # Three reads that each wait for the other two: only reads that really run at once get past the barrier.
+    barrier = threading.Barrier(3, timeout=10)
+    assert in_parallel(lambda n: (barrier.wait(), n * 10)[1], [1, 2, 3]) == [10, 20, 30]
+    assert read_all({"b": lambda: 2, "a": lambda: 1}) == {"b": 2, "a": 1}
+    assert in_parallel(lambda n: n, []) == [] and in_parallel(lambda n: -n, [4]) == [-4]
+
+    def read(n):
+        if n == 2:
+            raise KeyError("rule")  # a spec that lacks a key: the module reports it
+        return n
+
+    with pytest.raises(KeyError):
+        in_parallel(read, [1, 2, 3])
+
+
+# ------------------------------------------------------------------------- the reader chooses the zones
+def layout_spec(**over):
+    spec = {key: value for key, value in SPEC.items() if key not in ("subnets", "azs")}
+    spec.update(azs=[], az_count=2, subnet_cidrs={"public": ["10.9.0.0/20", "10.9.16.0/20"], "private": []})
+    spec.update(over)
+    return spec
+
+
+def test_the_reader_picks_the_first_available_zones_and_lays_the_subnets_out(aws):
+    ec2 = boto3.client("ec2")
+    ids = build_public_network(ec2)
+    state = read_vpc(Client(ec2), layout_spec())
+    layout = state["layout"]
+    assert layout["error"] == "" and layout["azs"] == ["us-east-1a", "us-east-1b"]
+    assert set(layout["available_azs"]) >= {"us-east-1a", "us-east-1b", "us-east-1c"}
+    assert layout["subnets"] == SPEC["subnets"]  # what the role laid out before, in the same order
+    assert state["in_sync"] and [state["subnets"][s["name"]]["id"] for s in SPEC["subnets"]] == ids["subnets"]
+    private = read_vpc(Client(ec2), layout_spec(layout="private", azs=["us-east-1b", "us-east-1a"],
+                                                subnet_cidrs={"public": ["10.9.0.0/20", "10.9.16.0/20"],
+                                                              "private": ["10.9.32.0/20", "10.9.48.0/20"]}))["layout"]
+    assert [(s["tier"], s["az"], s["cidr"]) for s in private["subnets"]] == [
+        ("public", "us-east-1b", "10.9.0.0/20"), ("public", "us-east-1a", "10.9.16.0/20"),
+        ("private", "us-east-1b", "10.9.32.0/20"), ("private", "us-east-1a", "10.9.48.0/20")]
+
+
+def test_zones_that_are_not_available_stop_the_read(aws):
+    ec2 = boto3.client("ec2")
+    state = read_vpc(Client(ec2), layout_spec(azs=["us-east-1a", "us-east-1z"]))
+    assert state["layout"]["error"] and state["layout"]["azs"] == ["us-east-1a", "us-east-1z"]
+    assert "us-east-1z" not in state["layout"]["available_azs"] and "vpc" not in state
+    too_many = read_vpc(Client(ec2), layout_spec(az_count=40))["layout"]
+    assert too_many["error"].startswith("The region offers only")
