@@ -22,12 +22,16 @@ def load():
 
 
 class Task:
-    def __init__(self, name: str, role: str = "vpc"):
+    def __init__(self, name: str, role: str = "vpc", path: str = "/repo/roles/vpc/tasks/create.yml:12"):
         self.name = name
         self._role = SimpleNamespace(get_name=lambda: role)
+        self._path = path
 
     def get_name(self) -> str:
         return f"{self._role.get_name()} : {self.name}"
+
+    def get_path(self) -> str:
+        return self._path
 
 
 def result(task: Task, changed: bool = False):
@@ -84,8 +88,8 @@ def test_fires_after_the_kth_item_once_and_sigint_goes_to_the_group_only(switch)
     assert sent == [("group", signal.SIGINT)]
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["event"] for e in entries] == ["result", "result", "kill", "result"]
-    assert entries[0] == {"event": "result", "role": "vpc", "task": "Create the subnets", "status": "item ok",
-                          "changed": True, "item": True}
+    assert entries[0] == {"event": "result", "role": "vpc", "file": "create.yml", "task": "Create the subnets",
+                          "status": "item ok", "changed": True, "item": True}
 
 
 def test_without_a_task_it_only_logs(switch):

@@ -12,7 +12,7 @@ Environment:
                         it includes may share a name)
   KILL_SWITCH_DELAY     seconds to wait after the trigger before the signal (default 0: at task start, at
                         once, before the task runs; after an item, SIGKILL at once, SIGINT 0.2 s later
-                        from a timer thread)
+                        from a timer thread, the item callback holding the run's result handling meanwhile)
   KILL_SWITCH_PROCESS   words, e.g. "podman push": the trigger is then a process of the run, started by the
                         named task, whose command is the first word with all the others among its arguments
                         (a module's own command in flight, however fast the steps before it were)
@@ -148,8 +148,9 @@ class CallbackModule(CallbackBase):
         task = result._task
         role = task._role.get_name() if task._role else ""
         res = result._result
-        self._write({"event": "result", "role": role, "task": self._bare_name(task), "status": status,
-                     "changed": bool(res.get("changed")), "item": status.startswith("item")})
+        path = (task.get_path() or "").rsplit(":", 1)[0]  # the task file: a role's later entry point is its own step
+        self._write({"event": "result", "role": role, "file": os.path.basename(path), "task": self._bare_name(task),
+                     "status": status, "changed": bool(res.get("changed")), "item": status.startswith("item")})
 
     # ------------------------------------------------------------------ kill
     def _fire(self, where: str) -> None:
@@ -183,6 +184,10 @@ class CallbackModule(CallbackBase):
         timer = threading.Timer(max(self._delay, 0.2), send)
         timer.daemon = True
         timer.start()
+        # This callback runs in ansible-playbook's results thread: holding it until the signal has landed keeps the
+        # task's last results (and so the next task) from being processed first, however fast the next item is;
+        # the main thread meanwhile waits for results, where a Ctrl-C at a terminal lands too.
+        time.sleep(max(self._delay, 0.2) + 0.5)
 
     def _when_process_runs(self, send, timeout: float = 1800.0) -> None:
         """Poll the run's processes (every 20 ms) until the wanted command runs, then signal, still inside it."""
