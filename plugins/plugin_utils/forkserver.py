@@ -168,12 +168,13 @@ def install_code_cache(folder: str) -> bool:
 
 
 def load_code(path: str):
-    """The code object marshalled in ``path``, or None when it is missing or unreadable."""
+    """The code object marshalled in ``path``, or None when it is missing, unreadable or not code."""
     try:
         with open(path, "rb") as handle:
-            return marshal.loads(handle.read())
+            code = marshal.loads(handle.read())
     except (OSError, EOFError, ValueError, TypeError):
         return None
+    return code if isinstance(code, type(load_code.__code__)) else None
 
 
 def store_code(folder: str, name: str, code) -> None:

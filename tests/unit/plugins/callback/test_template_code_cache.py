@@ -98,3 +98,15 @@ def test_only_the_ansible_versions_it_was_checked_against(version, expected):
     from ansible_collections.dataops.prefect_fargate.plugins.plugin_utils import template_code_cache
 
     assert template_code_cache.supported(version) is expected
+
+
+def test_a_cache_entry_that_is_not_code_is_compiled_again(tmp_path):
+    import marshal
+
+    folder = tmp_path / "cache"
+    plain = probe(tmp_path, folder, "off")
+    probe(tmp_path, folder)
+    for entry in folder.iterdir():
+        entry.write_bytes(marshal.dumps(42))  # unmarshals fine, but is no code
+    again = probe(tmp_path, folder)
+    assert again["results"] == plain["results"] and again["generated"] > 0
