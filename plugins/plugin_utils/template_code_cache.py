@@ -69,11 +69,11 @@ def install(folder: str) -> bool:
     template_config = getattr(_jinja_bits, "_TemplateConfig", None)
     if not supported(ansible_version) or None in (environment_class, compile_context, template_config):
         return False
-    if _installed:
-        _installed["folder"] = folder
-        return True
     if not _private_folder(folder):
         return False
+    if _installed:  # already wrapped in this process: only the folder changes
+        _installed["folder"] = folder
+        return True
     bound_code_cache(folder, LIMIT)
     _installed["folder"] = folder
 
