@@ -22,6 +22,8 @@ spec (built by roles/vpc/tasks/create.yml):
 
 from __future__ import annotations
 
+import json
+
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import read_all, tag_dict
 
@@ -59,14 +61,16 @@ def choose_layout(ec2, spec):
     missing = [az for az in azs if az not in available]
     out = {"azs": azs, "available_azs": available, "subnets": [], "error": ""}
     if missing:
-        out["error"] = "vpc_azs %s are not available availability zones of this region (available: %s)." % (missing, available)
+        out["error"] = "vpc_azs %s are not available availability zones of this region (available: %s)." % (
+            json.dumps(missing), json.dumps(available))
     elif len(azs) != count:
         out["error"] = "The region offers only %d available availability zones; vpc_az_count is %d." % (len(available), count)
     tiers = ["public"] + (["private"] if spec["layout"] == "private" else [])
     for tier in tiers:
         cidrs = list((spec.get("subnet_cidrs") or {}).get(tier) or [])
         if len(cidrs) < len(azs):
-            out["error"] = out["error"] or "%d %s subnet CIDRs for %d availability zones." % (len(cidrs), tier, len(azs))
+            out["error"] = out["error"] or "vpc_%s_subnet_cidrs must list one CIDR per availability zone (%d), got %s." % (
+                tier, len(azs), json.dumps(cidrs))
             continue
         out["subnets"] += [{"tier": tier, "az": az, "cidr": cidrs[i], "name": "%s-%s-%s" % (spec["name"], tier, az)}
                            for i, az in enumerate(azs)]

@@ -5,7 +5,7 @@ spread across site.yml, then teardown.yml. The kill points are chained in ONE se
 is killed at point 1, run 2 resumes and is killed at point 2, ..., then a full run finishes the work
 and one more run must be changed=0; the account then holds exactly one stack (tests/helpers/duplicates.py).
 Same for teardown, which must leave nothing (tests/helpers/leftovers.py). Each resumed site run may
-report changed only in the role it was interrupted in and the roles after it.
+report changed only in the step of site.yml it was interrupted in and the steps after it (SITE_STAGES).
 
 The kill is deterministic: tests/plugins/callback/kill_switch.py, enabled only here, signals the
 playbook's own process group when a named task starts, after its k-th loop item, a fixed delay

@@ -630,7 +630,12 @@ def test_the_reader_picks_the_first_available_zones_and_lays_the_subnets_out(aws
 def test_zones_that_are_not_available_stop_the_read(aws):
     ec2 = boto3.client("ec2")
     state = read_vpc(Client(ec2), layout_spec(azs=["us-east-1a", "us-east-1z"]))
-    assert state["layout"]["error"] and state["layout"]["azs"] == ["us-east-1a", "us-east-1z"]
+    assert state["layout"]["error"] == ('vpc_azs ["us-east-1z"] are not available availability zones of this region '
+                                        '(available: ["us-east-1a"]).')
+    assert state["layout"]["azs"] == ["us-east-1a", "us-east-1z"]
     assert "us-east-1z" not in state["layout"]["available_azs"] and "vpc" not in state
     too_many = read_vpc(Client(ec2), layout_spec(az_count=40))["layout"]
-    assert too_many["error"].startswith("The region offers only")
+    assert too_many["error"].startswith("The region offers only") and too_many["error"].endswith("vpc_az_count is 40.")
+    short = read_vpc(Client(ec2), layout_spec(subnet_cidrs={"public": ["10.9.0.0/20"], "private": []}))["layout"]
+    assert short["error"] == 'vpc_public_subnet_cidrs must list one CIDR per availability zone (2), got ["10.9.0.0/20"].'
+    assert "vpc" not in read_vpc(Client(ec2), layout_spec(subnet_cidrs={"public": ["10.9.0.0/20"]}))
