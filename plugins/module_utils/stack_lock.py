@@ -216,8 +216,11 @@ class StackLock:
         current = self.read()
         if current is None or current[0].get("id") != holder_id or current[1] != version:
             return  # someone else released or took it over meanwhile: compete again
+        self._delete(self.name)
+
+    def _delete(self, name: str) -> None:
         try:
-            self.client.delete_parameter(Name=self.name)
+            self.client.delete_parameter(Name=name)
         except Exception as exc:  # pylint: disable=broad-except
             if _code(exc) != "ParameterNotFound":
                 raise
@@ -263,7 +266,9 @@ class StackLock:
         holder, version = current
         if holder.get("id") != run_id:
             return "held by another run"
-        self._delete_if_held_by(run_id, version)
+        # The record was read just now: no second read before the delete (a takeover needs the lock expired or
+        # its run gone, and this run is alive and releasing).
+        self._delete(self.name)
         return "released"
 
 

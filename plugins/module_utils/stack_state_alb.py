@@ -18,6 +18,8 @@ Anything missing or different is out of sync, and the stock module decides. The 
 
 spec (built by roles/alb/tasks/create.yml):
   subnet_ids: [subnet id]
+  known_subnets: optional, [{id, availability_zone, vpc_id}] already known (not described again)
+  vpc: optional, {id, cidr} of the subnets' VPC when known (not described again when the subnets are in it)
   security_group: {name, tags, ingress: [rule], egress: [rule]}, rules as ec2_security_group takes them
                   (proto, ports, cidr_ip | group_id, rule_desc; cidr_ip "vpc" stands for the CIDR of the subnets' VPC)
   target_group: {name, protocol, port, target_type, health_check: {HealthCheck* fields and Matcher as
@@ -109,48 +111,65 @@ def read_security_group(ec2, vpc_id, want, vpc_cidr=""):
     return _out(group["GroupId"], why)
 
 
-def read_subnets(ec2, subnet_ids):
+def read_subnets(ec2, subnet_ids, known=()):
     """The given subnets with their zone and VPC; one call. An unknown id is not an error here: the role's check
-    (roles/common subnets_span_azs) compares what was found with what was given and names the input."""
-    if not subnet_ids:
-        return []
+    (roles/common subnets_span_azs) compares what was found with what was given and names the input.
+
+    `known` lists subnets ({id, availability_zone, vpc_id}) the caller already read or made in this run (the vpc
+    role's facts): a subnet's zone and VPC never change, so those are not described again.
+    """
+    known = {s["id"]: s for s in known or [] if s.get("id") and s.get("availability_zone") and s.get("vpc_id")}
+    out = [dict((k, known[i][k]) for k in ("id", "availability_zone", "vpc_id")) for i in subnet_ids or [] if i in known]
+    ask = [i for i in subnet_ids or [] if i not in known]
+    if not ask:
+        return out
     try:
-        subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=list(subnet_ids))["Subnets"]
+        subnets = ec2.describe_subnets(aws_retry=True, SubnetIds=ask)["Subnets"]
     except ClientError as exc:
         if error_code(exc) != "InvalidSubnetID.NotFound":
             raise
-        subnets = ec2.describe_subnets(aws_retry=True, Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}])["Subnets"]
-    return [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
+        subnets = ec2.describe_subnets(aws_retry=True, Filters=[{"Name": "subnet-id", "Values": ask}])["Subnets"]
+    return out + [{"id": s["SubnetId"], "availability_zone": s["AvailabilityZone"], "vpc_id": s["VpcId"]} for s in subnets]
 
 
-def read_target_group(elb, want, vpc_id):
-    """A target group by name, compared with what community.aws.elb_target_group would make it."""
-    result = dict(_out("", ["not found"]), arn="")
+def find_target_group(elb, name):
+    """The target group of this name, or None."""
     try:
-        groups = elb.describe_target_groups(aws_retry=True, Names=[want["name"]])["TargetGroups"]
+        groups = elb.describe_target_groups(aws_retry=True, Names=[name])["TargetGroups"]
     except ClientError as exc:
         if error_code(exc) != "TargetGroupNotFound":
             raise
-        groups = []
-    if groups:
-        group = groups[0]
-        why = []
-        for key, value in (("Protocol", want["protocol"]), ("Port", int(want["port"])), ("VpcId", vpc_id),
-                           ("TargetType", want["target_type"])):
-            if group.get(key) != value:
-                why.append(key)
-        for key, value in (want.get("health_check") or {}).items():
-            if group.get(key) != value:
-                why.append(key)
-        attributes = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(
-            aws_retry=True, TargetGroupArn=group["TargetGroupArn"])["Attributes"]}
-        if attributes.get("deregistration_delay.timeout_seconds") != str(want["deregistration_delay"]):
-            why.append("deregistration delay")
-        tags = elb.describe_tags(aws_retry=True, ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
-        if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
-            why.append("tags")
-        result = dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
-    return result
+        return None
+    return groups[0] if groups else None
+
+
+def compare_target_group(want, group, attributes, tags, vpc_id):
+    """A found target group (None: missing) against what community.aws.elb_target_group would make it; its
+    attributes ({key: value}) and tags (dict) were read by the caller, the tags together with the balancer's."""
+    if group is None:
+        return dict(_out("", ["not found"]), arn="")
+    why = []
+    for key, value in (("Protocol", want["protocol"]), ("Port", int(want["port"])), ("VpcId", vpc_id),
+                       ("TargetType", want["target_type"])):
+        if group.get(key) != value:
+            why.append(key)
+    for key, value in (want.get("health_check") or {}).items():
+        if group.get(key) != value:
+            why.append(key)
+    if attributes.get("deregistration_delay.timeout_seconds") != str(want["deregistration_delay"]):
+        why.append("deregistration delay")
+    if tags != dict(want.get("tags") or {}):
+        why.append("tags")
+    return dict(_out(group["TargetGroupArn"], why), arn=group["TargetGroupArn"])
+
+
+def read_tags(elb, arns):
+    """{arn: tags} of load balancers and target groups, in one DescribeTags call (it takes up to 20 ARNs)."""
+    if not arns:
+        return {}
+    answer = elb.describe_tags(aws_retry=True, ResourceArns=list(arns))["TagDescriptions"]
+    found = {d["ResourceArn"]: tag_dict(d.get("Tags")) for d in answer}
+    return {arn: found.get(arn, {}) for arn in arns}
 
 
 def read_stale_target_groups(elb, names):
@@ -218,33 +237,46 @@ def read_alb(client, spec):
               "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
               "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
     result["target_group"]["arn"] = ""
-    # Reads that do not wait for each other run at once (read_all): the subnets, the balancer and the target
-    # groups to delete first; then the VPC of the subnets; then what needs the VPC or the balancer's ARN.
-    first = read_all({
-        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or []),
+    # Reads that do not wait for each other run at once (read_all): the subnets, the balancer, the target groups
+    # and those to delete first; then the VPC of the subnets; then what needs the VPC or the ARNs, with the tags of
+    # the balancer and its groups in one call.
+    groups = {"target_group": spec["target_group"]}
+    if spec.get("server_target_group"):
+        groups["server_target_group"] = spec["server_target_group"]
+    first = read_all(dict({
+        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or [], spec.get("known_subnets")),
         "balancers": lambda: _describe_balancer(elb, want["name"]),
         "stale_target_groups": lambda: read_stale_target_groups(elb, spec.get("stale_target_groups") or []),
-    })
+    }, **{key: (lambda name=group["name"]: find_target_group(elb, name)) for key, group in groups.items()}))
     result["subnets"], result["stale_target_groups"] = first["subnets"], first["stale_target_groups"]
     vpc_ids = sorted({s["vpc_id"] for s in result["subnets"]})
-    vpc = ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0] if len(vpc_ids) == 1 else None
+    vpc = None
+    if len(vpc_ids) == 1:
+        known_vpc = spec.get("vpc") or {}
+        # A VPC's primary CIDR never changes: the one the caller knows (the vpc role's) is not described again.
+        vpc = ({"VpcId": known_vpc["id"], "CidrBlock": known_vpc["cidr"]} if known_vpc.get("cidr") and known_vpc.get("id") == vpc_ids[0]
+               else ec2.describe_vpcs(aws_retry=True, VpcIds=vpc_ids)["Vpcs"][0])
     if vpc:
         result["vpc"] = {"id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
     arn = first["balancers"][0]["LoadBalancerArn"] if first["balancers"] else ""
-    reads = {"target_group": lambda: read_target_group(elb, spec["target_group"], result["vpc"]["id"])}
+    found_groups = {key: first[key] for key in groups if first[key]}
+    reads = {"tags": lambda: read_tags(elb, ([arn] if arn else []) + [g["TargetGroupArn"] for g in found_groups.values()])}
+    for key, group in found_groups.items():
+        reads[key + "_attributes"] = lambda group_arn=group["TargetGroupArn"]: {
+            a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(aws_retry=True, TargetGroupArn=group_arn)["Attributes"]}
     if vpc:
         reads["security_group"] = lambda: read_security_group(ec2, vpc["VpcId"], spec["security_group"], vpc["CidrBlock"])
-    if spec.get("server_target_group"):
-        reads["server_target_group"] = lambda: read_target_group(elb, spec["server_target_group"], result["vpc"]["id"])
     if arn:
         reads["attributes"] = lambda: elb.describe_load_balancer_attributes(aws_retry=True, LoadBalancerArn=arn)["Attributes"]
-        reads["tags"] = lambda: elb.describe_tags(aws_retry=True, ResourceArns=[arn])["TagDescriptions"]
         reads["listeners"] = lambda: [listener for page in elb.get_paginator("describe_listeners").paginate(LoadBalancerArn=arn)
                                       for listener in page.get("Listeners", [])]
     got = read_all(reads)
-    for key in ("target_group", "security_group", "server_target_group"):
-        if key in got:
-            result[key] = got[key]
+    for key, group in groups.items():
+        found = found_groups.get(key)
+        result[key] = compare_target_group(group, found, got.get(key + "_attributes", {}),
+                                           got["tags"].get(found["TargetGroupArn"], {}) if found else {}, result["vpc"]["id"])
+    if "security_group" in got:
+        result["security_group"] = got["security_group"]
     target_groups = {spec["target_group"]["name"]: result["target_group"]["arn"]}
     if spec.get("server_target_group"):
         target_groups[spec["server_target_group"]["name"]] = result["server_target_group"]["arn"]
@@ -262,8 +294,7 @@ def read_alb(client, spec):
         for key, value in (want.get("attributes") or {}).items():
             if attributes.get(key, "") != str(value):
                 why.append(key)
-        tags = got["tags"]
-        if tag_dict(tags[0].get("Tags") if tags else []) != dict(want.get("tags") or {}):
+        if got["tags"].get(arn, {}) != dict(want.get("tags") or {}):
             why.append("tags")
         current = got["listeners"]
         listeners = []

@@ -27,10 +27,12 @@ reads a secret's value.
 
 spec (built by roles/ecs_fargate_agent/tasks/create.yml):
   subnet_ids: the worker subnets (optional; returned as `subnets`, each with id, availability_zone, vpc_id)
+  known_subnets: optional, [{id, availability_zone, vpc_id}] already known (not described again)
   secret: name or ARN (optional)
   log_group: {name, retention, tags}
   cluster: {name, container_insights, tags}
-  queues: [{name, attributes: {SQS attribute: value}, policy, redrive_policy, tags}]
+  queues: [{name, account (optional: saves the GetQueueUrl call of a found queue), attributes: {SQS attribute: value},
+            policy, redrive_policy, tags}]
   rule: {name, description, event_pattern, targets: [{id, arn}]}
   security_group: {name, vpc_id (empty: the one VPC of the subnets), ingress: [rule as ec2_security_group takes it], tags}
   task_family: family name
@@ -97,14 +99,37 @@ def read_cluster(ecs, want):
                 tags_in_sync=_ecs_tags(cluster.get("tags")) == dict(want.get("tags") or {}))
 
 
-def read_queue(sqs, want):
+NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def _queue_attributes(sqs, want):
+    """(url, attributes) of the queue, or ("", None) when it does not exist.
+
+    With the queue's account (spec `account`) the URL is first taken as the endpoint's, account, name: the form
+    SQS gives its queues, and what its GetQueueUrl answers. AWS asks callers not to rely on that form, so any
+    failure of the read by that URL falls back to GetQueueUrl: a missing queue costs one call more, a found
+    one one call less (the no-op case).
+    """
+    if want.get("account"):
+        url = "%s/%s/%s" % (sqs.meta.endpoint_url.rstrip("/"), want["account"], want["name"])
+        try:
+            return url, sqs.get_queue_attributes(aws_retry=True, QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        except ClientError as exc:
+            if error_code(exc) not in NO_QUEUE and error_code(exc) not in ("InvalidAddress", "AccessDenied", "AccessDeniedException"):
+                raise
     try:
         url = sqs.get_queue_url(aws_retry=True, QueueName=want["name"])["QueueUrl"]
     except ClientError as exc:
-        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return _out(["not found"], url="", arn="", sqs_managed_sse_enabled=False, kms_master_key_id="")
+        if error_code(exc) in NO_QUEUE:
+            return "", None
         raise
-    attributes = sqs.get_queue_attributes(aws_retry=True, QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return url, sqs.get_queue_attributes(aws_retry=True, QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def read_queue(sqs, want):
+    url, attributes = _queue_attributes(sqs, want)
+    if attributes is None:
+        return _out(["not found"], url="", arn="", sqs_managed_sse_enabled=False, kms_master_key_id="")
     why = []
     for key, value in (want.get("attributes") or {}).items():
         if isinstance(value, bool):
@@ -201,7 +226,7 @@ def read_ecs_agent(client, spec):
     ecs, ec2, secrets, logs, sqs, events = (client(name) for name in ("ecs", "ec2", "secretsmanager", "logs", "sqs", "events"))
     queues = spec.get("queues") or []
     result = read_all({
-        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or []),
+        "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or [], spec.get("known_subnets")),
         "secret": lambda: read_secret(secrets, spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
         "log_group": lambda: read_log_group(logs, spec["log_group"]),
         "cluster": lambda: read_cluster(ecs, spec["cluster"]),

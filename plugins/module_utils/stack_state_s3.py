@@ -32,13 +32,23 @@ except ImportError:
 PUBLIC_ACCESS = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
+class _NoBucket(Exception):
+    """The bucket itself does not exist (any of its reads answers NoSuchBucket)."""
+
+
+NO_BUCKET = ("NoSuchBucket",)
+
+
 def _read(call, missing, **params):
-    """The answer of one read, or None when the API says the setting does not exist (codes in `missing`)."""
+    """The answer of one read, or None when the API says the setting does not exist (codes in `missing`).
+    Raises _NoBucket when the bucket does not exist: no HeadBucket first, the settings' reads tell."""
     try:
         return call(aws_retry=True, **params)
     except ClientError as exc:
         if error_code(exc) in missing:
             return None
+        if error_code(exc) in NO_BUCKET:
+            raise _NoBucket() from None
         raise
 
 
@@ -56,20 +66,26 @@ def lifecycle_rule(want):
     return rule
 
 
-def _read_bucket(s3, want):
+def _read_bucket(s3, want, lifecycle=False):
+    """One bucket's settings (and its lifecycle rules when `lifecycle`), read at once: one call each, no
+    HeadBucket before them (a missing bucket answers NoSuchBucket to each)."""
     name = want["name"]
-    if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=name) is None:
-        return {"exists": False, "in_sync": False, "why": "not found"}
     why = []
-    # The bucket's settings are one call each: read at once.
-    got = read_all({
+    reads = {
         "encryption": lambda: _read(s3.get_bucket_encryption, ("ServerSideEncryptionConfigurationNotFoundError",), Bucket=name),
         "versioning": lambda: _read(s3.get_bucket_versioning, (), Bucket=name),
         "block": lambda: _read(s3.get_public_access_block, ("NoSuchPublicAccessBlockConfiguration",), Bucket=name),
         "ownership": lambda: _read(s3.get_bucket_ownership_controls, ("OwnershipControlsNotFoundError",), Bucket=name),
         "policy": lambda: _read(s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name),
         "tagging": lambda: _read(s3.get_bucket_tagging, ("NoSuchTagSet", "NoSuchTagSetError"), Bucket=name),
-    })
+    }
+    if lifecycle:
+        reads["lifecycle"] = lambda: _read(s3.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration",), Bucket=name)
+    try:
+        got = read_all(reads, workers=5)  # two buckets at once: 10 calls in flight, botocore's connection pool
+    except _NoBucket:
+        return {"exists": False, "in_sync": False, "why": "not found"}, {}
+    lifecycle_rules = {r.get("ID"): r for r in (got.get("lifecycle") or {}).get("Rules", [])}
     enc = got["encryption"]
     rules = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules") or [{}]
     default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
@@ -110,24 +126,33 @@ def _read_bucket(s3, want):
     wanted = {"versioning": "Enabled" if want["versioning"] else ("Suspended" if was == "Enabled" else was),
               "public_access": PUBLIC_ACCESS, "encryption": want["encryption"],
               "object_ownership": want["object_ownership"], "tags": dict(want.get("tags") or {})}
-    return {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}
+    return {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}, lifecycle_rules
+
+
+def _read_rules(s3, bucket):
+    try:
+        answer = _read(s3.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration",), Bucket=bucket)
+    except _NoBucket:
+        return None
+    return {r.get("ID"): r for r in (answer or {}).get("Rules", [])}
 
 
 def read_s3(s3, spec):
     wanted = spec.get("buckets") or []
-    buckets = dict(zip([want["name"] for want in wanted], in_parallel(lambda want: _read_bucket(s3, want), wanted)))
+    rule_buckets = {want["bucket"] for want in spec.get("lifecycle") or []}
+    read = in_parallel(lambda want: _read_bucket(s3, want, want["name"] in rule_buckets), wanted, workers=2)
+    buckets = {want["name"]: found for want, (found, _rules) in zip(wanted, read)}
+    current_rules = {want["name"]: rules for want, (found, rules) in zip(wanted, read) if found["exists"]}
 
     lifecycle = {}
-    current_rules = {}
     for want in spec.get("lifecycle") or []:
         bucket = want["bucket"]
         key = "%s/%s" % (bucket, want["id"])
-        if buckets.get(bucket, {}).get("exists") is False:
+        if bucket not in current_rules and bucket not in buckets:
+            current_rules[bucket] = _read_rules(s3, bucket)  # a bucket the spec does not converge
+        if current_rules.get(bucket) is None:
             lifecycle[key] = {"in_sync": False, "why": "bucket not found"}
             continue
-        if bucket not in current_rules:
-            answer = _read(s3.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket)
-            current_rules[bucket] = {r.get("ID"): r for r in (answer or {}).get("Rules", [])}
         current = current_rules[bucket].get(want["id"])
         if want.get("state", "present") == "absent":
             lifecycle[key] = {"in_sync": current is None, "why": "" if current is None else "rule present"}
@@ -145,13 +170,16 @@ def read_stored(s3, want):
     """Whether the bucket exists and the keys stored under each prefix (every page), in one process: what
     prefect_flow uploads only when missing. Not a setting, so it never makes the reader out of sync."""
     bucket = want["bucket"]
-    if _read(s3.head_bucket, ("404", "NoSuchBucket", "NotFound"), Bucket=bucket) is None:
-        return {"bucket_exists": False, "keys": []}
     keys = []
-    for prefix in want.get("prefixes") or []:
-        page = {"IsTruncated": True}
-        while page.get("IsTruncated"):
-            token = {"ContinuationToken": page["NextContinuationToken"]} if page.get("NextContinuationToken") else {}
-            page = s3.list_objects_v2(aws_retry=True, Bucket=bucket, Prefix=prefix, **token)
-            keys += [item["Key"] for item in page.get("Contents") or []]
+    try:
+        if not want.get("prefixes") and _read(s3.head_bucket, ("404", "NotFound"), Bucket=bucket) is None:
+            raise _NoBucket()  # nothing to list: ask for the bucket itself
+        for prefix in want.get("prefixes") or []:
+            page = {"IsTruncated": True}
+            while page.get("IsTruncated"):
+                token = {"ContinuationToken": page["NextContinuationToken"]} if page.get("NextContinuationToken") else {}
+                page = _read(s3.list_objects_v2, (), Bucket=bucket, Prefix=prefix, **token)
+                keys += [item["Key"] for item in page.get("Contents") or []]
+    except _NoBucket:  # no HeadBucket first: the listing says so
+        return {"bucket_exists": False, "keys": []}
     return {"bucket_exists": True, "keys": keys}

@@ -108,21 +108,21 @@ def _read_network(ec2, spec):
         for az in spec["azs"]:
             result["private_route_tables"]["%s-private-%s" % (name, az)] = _out("", False, "not found")
 
-    # Reads that do not depend on each other run at once (in_parallel): first the VPC and the NAT elastic IPs,
-    # which are found by tag, in or out of a VPC (the role allocates them before the NATs).
+    # The NAT elastic IPs are found by tag, in or out of a VPC (the role allocates them before the NATs); they are
+    # only needed for a NAT gateway still to make, so they are read only then.
     with_nats = bool(nat_names) and spec["layout"] == "private"
-    first = read_all({
-        "vpcs": lambda: ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"],
-        "addresses": lambda: ec2.describe_addresses(
-            aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))["Addresses"] if with_nats else [],
-    })
-    result["nat_addresses"] = [_snake(a) for a in first["addresses"]]
-    vpcs = first["vpcs"]
+
+    def read_addresses():
+        result["nat_addresses"] = [_snake(a) for a in ec2.describe_addresses(
+            aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))["Addresses"]]
+
+    vpcs = ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"]
     if len(vpcs) != 1:
         if vpcs:
             result["vpc"]["why"] = "%d VPCs match" % len(vpcs)
         else:
-            result["internet_gateway"]["detached"] = _detached_gateways(ec2, name, tags)
+            read_all({"gateways": lambda: result["internet_gateway"].update(detached=_detached_gateways(ec2, name, tags)),
+                      "addresses": read_addresses if with_nats else lambda: None})
         return _finish(result)
     vpc = vpcs[0]
     vpc_id = vpc["VpcId"]
@@ -168,7 +168,8 @@ def _read_network(ec2, spec):
             why.append("IPv6 CIDR")
         if tag_dict(found.get("Tags")) != dict(tags, Name=subnet["name"], Tier=subnet["tier"]):
             why.append("tags")
-        result["subnets"][subnet["name"]] = _out(found["SubnetId"], not why, ", ".join(why))
+        result["subnets"][subnet["name"]] = dict(_out(found["SubnetId"], not why, ", ".join(why)),
+                                                 availability_zone=found["AvailabilityZone"])
         ids_by_name[subnet["name"]] = found["SubnetId"]
 
     igws = got["igws"]
@@ -203,6 +204,8 @@ def _read_network(ec2, spec):
                 why.append("tags")
             result["nats"][nat_name] = _out(found[0]["NatGatewayId"], not why, ", ".join(why))
             nat_by_az[az] = found[0]["NatGatewayId"]
+        if with_nats and len(nat_by_az) < len(nat_names):
+            read_addresses()  # a NAT gateway to make: the elastic IP an earlier run allocated for it, if any
         for index, az in enumerate(spec["azs"]):
             nat_id = nat_by_az.get(az if spec.get("nat_gateways") == "per_az" else spec["azs"][0], "")
             private = [ids_by_name.get(s["name"], "") for s in spec["subnets"] if s["tier"] == "private" and s["az"] == az]

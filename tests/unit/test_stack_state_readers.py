@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 import boto3
+from botocore.exceptions import ClientError
 import pytest
 from moto import mock_aws
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb, wanted_rules
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent, read_queue
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import read_s3
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import lifecycle_rule, read_s3
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_server import read_server
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
@@ -79,6 +80,30 @@ def test_vpc_reader_finds_the_converged_network_in_sync(aws):
     assert [state["subnets"][s["name"]]["id"] for s in SPEC["subnets"]] == ids["subnets"]
     assert state["internet_gateway"]["id"] == ids["igw"]
     assert state["public_route_table"]["id"] == ids["rt"]
+
+
+def test_vpc_reader_reads_the_nat_elastic_ips_only_for_a_nat_gateway_still_to_make(aws):
+    """The role allocates a tagged elastic IP, then makes the NAT gateway: a run stopped in between leaves the IP,
+    which the reader names for adoption. Once the gateway exists the IPs are not read at all."""
+    ec2 = boto3.client("ec2")
+    ids = build_public_network(ec2)
+    private = dict(SPEC, layout="private", nat_gateways="single",
+                   subnets=SPEC["subnets"] + [{"name": f"{NAME}-private-us-east-1a", "cidr": "10.9.128.0/20", "az": "us-east-1a",
+                                               "tier": "private"}])
+    mine = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": _tag_list(dict(TAGS, Name=f"{NAME}-nat-us-east-1a"))}])["AllocationId"]
+    ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": _tag_list({"Name": "someone-else"})}])
+    client = CountingClient(ec2)
+    state = read_vpc(client, private)
+    assert [a["allocation_id"] for a in state["nat_addresses"]] == [mine]
+    assert "describe_addresses" in client.called and state["nats"][f"{NAME}-nat-us-east-1a"]["why"] == "not found"
+    ec2.create_nat_gateway(SubnetId=ids["subnets"][0], AllocationId=mine, TagSpecifications=[
+        {"ResourceType": "natgateway", "Tags": _tag_list(dict(TAGS, Name=f"{NAME}-nat-us-east-1a"))}])
+    client = CountingClient(ec2)
+    state = read_vpc(client, private)
+    assert state["nats"][f"{NAME}-nat-us-east-1a"]["in_sync"], state["nats"]
+    assert "describe_addresses" not in client.called and state["nat_addresses"] == []
 
 
 @pytest.mark.parametrize("with_vpc", [False, True], ids=["no-vpc-yet", "vpc-without-gateway"])
@@ -242,6 +267,25 @@ def test_alb_reader_finds_the_converged_load_balancer_in_sync(aws):
     assert state["load_balancer"]["dns_name"]
 
 
+def test_alb_reader_describes_neither_known_subnets_nor_a_known_vpc_and_tags_everything_in_one_call(aws):
+    ids = build_alb(boto3.client("ec2"), boto3.client("elbv2"))
+    known = [{"id": subnet, "availability_zone": az, "vpc_id": ids["vpc"]} for subnet, az in zip(ids["subnets"], ["us-east-1a", "us-east-1b"])]
+    made = {}
+
+    def counting(name):
+        return made.setdefault(name, CountingClient(boto3.client(name)))
+
+    state = read_alb(counting, dict(alb_spec(subnet_ids=ids["subnets"]), known_subnets=known, vpc={"id": ids["vpc"], "cidr": SPEC["cidr"]}))
+    assert state["in_sync"], state
+    assert state["subnets"] == known and state["vpc"] == {"id": ids["vpc"], "cidr": SPEC["cidr"]}
+    assert "describe_subnets" not in made["ec2"].called and "describe_vpcs" not in made["ec2"].called
+    assert made["elbv2"].called.count("describe_tags") == 1  # the balancer's and the target group's tags at once
+    # A known VPC other than the subnets' is not taken: the subnets' VPC is described.
+    made.clear()
+    state = read_alb(counting, dict(alb_spec(subnet_ids=ids["subnets"]), known_subnets=known, vpc={"id": "vpc-other", "cidr": "10.0.0.0/16"}))
+    assert state["vpc"] == {"id": ids["vpc"], "cidr": SPEC["cidr"]} and "describe_vpcs" in made["ec2"].called
+
+
 @pytest.mark.parametrize("drift, out_of_sync", [
     (lambda ec2, elb, ids: ec2.authorize_security_group_ingress(GroupId=ids["sg"], IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]), "security_group"),
@@ -321,7 +365,9 @@ def ecs_spec(vpc_id, alb_sg, tg, subnets, **service):
     return {"secret": "c/prefect-credential",
             "log_group": {"name": "/ecs/c", "retention": 30, "tags": dict(TAGS, Name="/ecs/c")},
             "cluster": {"name": "c", "container_insights": "disabled", "tags": dict(TAGS, Name="c")},
-            "queues": [{"name": "q-dlq", "attributes": {"MessageRetentionPeriod": 1209600}, "tags": dict(TAGS, Name="q-dlq")},
+            # The dead-letter queue with its account (URL derived), the other without (GetQueueUrl): both reads.
+            "queues": [{"name": "q-dlq", "account": "123456789012", "attributes": {"MessageRetentionPeriod": 1209600},
+                        "tags": dict(TAGS, Name="q-dlq")},
                        {"name": "q", "attributes": {"MessageRetentionPeriod": "604800", "VisibilityTimeout": 300},
                         "redrive_policy": {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:q-dlq", "maxReceiveCount": 3},
                         "policy": QUEUE_POLICY, "tags": dict(TAGS, Name="q")}],
@@ -408,6 +454,32 @@ def test_ecs_agent_reader_finds_the_converged_worker_in_sync(ecs_aws):
     assert state["queues"]["q"]["sqs_managed_sse_enabled"] in (True, False)  # read, not judged (the role asserts it)
 
 
+@pytest.mark.parametrize("account, calls", [
+    ("123456789012", ["get_queue_attributes", "list_queue_tags"]),  # the URL is derived: no GetQueueUrl
+    ("999999999999", ["get_queue_attributes", "get_queue_url", "get_queue_attributes", "list_queue_tags"]),  # wrong: asked
+    ("", ["get_queue_url", "get_queue_attributes", "list_queue_tags"]),
+])
+def test_queue_read_derives_the_url_and_falls_back_to_asking(aws, account, calls):
+    sqs = boto3.client("sqs")
+    real = sqs.create_queue(QueueName="events", tags={"Name": "events"})["QueueUrl"]
+    # moto finds a queue by its name whatever account the URL names; SQS does not (another account's queue, or
+    # none): the client stands for SQS there.
+    attributes = sqs.get_queue_attributes
+
+    def by_url(QueueUrl, **kw):  # noqa: N803
+        if "/999999999999/" in QueueUrl:
+            raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue"}}, "GetQueueAttributes")
+        return attributes(QueueUrl=QueueUrl, **kw)
+
+    sqs.get_queue_attributes = by_url
+    client = CountingClient(sqs)
+    state = read_queue(client, {"name": "events", "account": account, "attributes": {}, "tags": {"Name": "events"}})
+    assert state["in_sync"] and state["url"] == real and client.called == calls
+    client = CountingClient(sqs)
+    missing = read_queue(client, {"name": "gone", "account": account, "attributes": {}, "tags": {}})
+    assert missing["why"] == "not found" and missing["url"] == ""
+
+
 def _service(ids, **changes):
     boto3.client("ecs").update_service(cluster="c", service="svc", **changes)
 
@@ -472,6 +544,86 @@ def test_s3_reader_lists_the_stored_keys_under_each_prefix_across_pages(aws):
     state = read_s3(Client(s3), want)
     assert state["stored"] == {"bucket_exists": True, "keys": keys}
     assert state["in_sync"] is True and state["buckets"] == {}  # stored keys are facts, not settings
+
+
+class CountingClient(Client):
+    """Client that also records which API methods were called."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.called = []
+
+    def __getattr__(self, name):
+        if name != "get_paginator" and callable(getattr(self._client, name)):
+            self.called.append(name)
+        return super().__getattr__(name)
+
+
+BUCKET_POLICY = {"Version": "2012-10-17", "Statement": [{"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                 "Resource": ["arn:aws:s3:::res", "arn:aws:s3:::res/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+BUCKET_SPEC = {"buckets": [{"name": "res", "encryption": "AES256", "encryption_key_id": "", "versioning": True,
+                            "policy": BUCKET_POLICY, "object_ownership": "BucketOwnerEnforced", "tags": TAGS}],
+               "lifecycle": [{"bucket": "res", "id": "expire", "state": "present", "expiration_days": 30,
+                              "abort_incomplete_multipart_upload_days": 7}]}
+
+
+def converge_bucket(s3):
+    """What roles/s3_buckets makes for BUCKET_SPEC."""
+    s3.create_bucket(Bucket="res")
+    s3.put_bucket_encryption(Bucket="res", ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_bucket_versioning(Bucket="res", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(Bucket="res", PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_ownership_controls(Bucket="res", OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    s3.put_bucket_policy(Bucket="res", Policy=json.dumps(BUCKET_POLICY))
+    s3.put_bucket_tagging(Bucket="res", Tagging={"TagSet": _tag_list(TAGS)})
+    s3.put_bucket_lifecycle_configuration(Bucket="res", LifecycleConfiguration={"Rules": [
+        lifecycle_rule(BUCKET_SPEC["lifecycle"][0])]})
+
+
+def test_s3_reader_on_an_empty_account_asks_no_head_and_finds_nothing(aws):
+    client = CountingClient(boto3.client("s3"))
+    state = read_s3(client, BUCKET_SPEC)
+    assert state["buckets"]["res"] == {"exists": False, "in_sync": False, "why": "not found"}
+    assert state["lifecycle"] == {"res/expire": {"in_sync": False, "why": "bucket not found"}}
+    assert "head_bucket" not in client.called
+
+
+def test_s3_reader_finds_the_converged_bucket_in_sync_in_one_call_per_setting(aws):
+    s3 = boto3.client("s3")
+    converge_bucket(s3)
+    client = CountingClient(s3)
+    state = read_s3(client, BUCKET_SPEC)
+    assert state["in_sync"], state
+    # Six settings and the lifecycle rules, each once; no HeadBucket, no second lifecycle read.
+    assert sorted(client.called) == sorted(["get_bucket_encryption", "get_bucket_versioning", "get_public_access_block",
+                                            "get_bucket_ownership_controls", "get_bucket_policy", "get_bucket_tagging",
+                                            "get_bucket_lifecycle_configuration"])
+
+
+@pytest.mark.parametrize("drift, bucket_why, rule_why", [
+    (lambda s3: s3.put_bucket_versioning(Bucket="res", VersioningConfiguration={"Status": "Suspended"}), "versioning", ""),
+    (lambda s3: s3.delete_bucket_tagging(Bucket="res"), "tags", ""),
+    (lambda s3: s3.delete_bucket_policy(Bucket="res"), "policy", ""),
+    (lambda s3: s3.delete_bucket_lifecycle(Bucket="res"), "", "rule missing"),
+])
+def test_s3_reader_reports_each_drift_on_its_setting_only(aws, drift, bucket_why, rule_why):
+    s3 = boto3.client("s3")
+    converge_bucket(s3)
+    drift(s3)
+    state = read_s3(Client(s3), BUCKET_SPEC)
+    assert state["buckets"]["res"]["why"] == bucket_why
+    assert state["lifecycle"]["res/expire"]["why"] == rule_why
+    assert state["in_sync"] is False
+
+
+def test_s3_reader_stored_code_of_no_package_still_checks_the_bucket(aws):
+    s3 = boto3.client("s3")
+    want = {"stored": {"bucket": "code", "prefixes": []}}
+    assert read_s3(Client(s3), want)["stored"] == {"bucket_exists": False, "keys": []}
+    s3.create_bucket(Bucket="code")
+    assert read_s3(Client(s3), want)["stored"] == {"bucket_exists": True, "keys": []}
 
 
 # ------------------------------------------------------------------------------------------ prefect_server

@@ -104,6 +104,14 @@ def test_free_lock_is_taken_and_released_by_its_holder_only():
     assert lock.release("a") == "absent"
 
 
+def test_an_uncontended_run_takes_and_releases_in_three_requests():
+    """Every run of site.yml takes and releases the lock: one create, then one read and one delete."""
+    lock, clock = make_lock()
+    lock.acquire(record("a", clock.now()))
+    lock.release("a")
+    assert lock.client.calls == ["put", "get", "delete"]
+
+
 def test_held_lock_fails_at_once_with_a_message_naming_holder_and_the_way_out():
     lock, clock = make_lock()
     lock.acquire(record("a", clock.now()))
