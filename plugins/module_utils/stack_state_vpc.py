@@ -15,9 +15,11 @@ spec (built by roles/vpc/tasks/create.yml):
   s3_endpoint: bool, and either
   azs: [az, ...], subnets: [{name, cidr, az, tier}] (the layout as given), or
   az_count, azs (the wanted zones, or [] for the first az_count available ones in name order, as the role's
-  defaults say), subnet_cidrs: {public: [cidr per zone], private: [...]}: the reader then looks the zones up
-  (DescribeAvailabilityZones, available ones only) and lays the subnets out on them; `layout` in the result
-  says which ({azs, available_azs, subnets, error}), and with an error nothing else is read.
+  defaults say), subnet_cidrs: {public: [cidr per zone], private: [...]}: the reader then lays the subnets out.
+  When every wanted CIDR already is a subnet of the VPC, in az_count distinct zones that the tiers agree on (and
+  that are `azs`, when given), those zones are the layout: a subnet's zone never changes, so none is looked up.
+  Otherwise it looks the zones up (DescribeAvailabilityZones, available ones only). `layout` in the result says
+  which ({azs, available_azs (empty without a lookup), subnets, error}); with an error nothing else is returned.
 """
 
 from __future__ import annotations
@@ -77,21 +79,64 @@ def choose_layout(ec2, spec):
     return out
 
 
+def existing_layout(spec, subnets):
+    """The zones and subnets of a network whose subnets all exist already: each wanted CIDR is a subnet of the VPC,
+    the tiers agree on the zone of each index, and the zones are distinct, az_count of them (and vpc_azs, when
+    given). A subnet's zone never changes, so no zone lookup is needed then. None otherwise."""
+    by_cidr = {s["CidrBlock"]: s["AvailabilityZone"] for s in subnets}
+    tiers = ["public"] + (["private"] if spec["layout"] == "private" else [])
+    count = int(spec["az_count"])
+    azs = None
+    for tier in tiers:
+        cidrs = list((spec.get("subnet_cidrs") or {}).get(tier) or [])[:count]
+        zones = [by_cidr.get(cidr) for cidr in cidrs]
+        if len(zones) != count or None in zones or (azs is not None and zones != azs):
+            return None
+        azs = zones
+    if len(set(azs)) != count or (spec["azs"] and list(spec["azs"]) != azs):
+        return None
+    subnets = [{"tier": tier, "az": az, "cidr": spec["subnet_cidrs"][tier][i], "name": "%s-%s-%s" % (spec["name"], tier, az)}
+               for tier in tiers for i, az in enumerate(azs)]
+    return {"azs": azs, "available_azs": [], "subnets": subnets, "error": ""}
+
+
 def read_vpc(ec2, spec):
     """Read the network of one stack; returns the ids found and whether each resource is in sync."""
-    layout = None
-    if "subnets" not in spec:
+    if "subnets" in spec:
+        return _read_network(ec2, spec, _fetch(ec2, spec))
+    # The network is read first: when its subnets already are the layout, their zones are the zones (no lookup).
+    fetched = _fetch(ec2, spec)
+    layout = existing_layout(spec, fetched["got"]["subnets"]) if fetched["got"] else None
+    if layout is None:
         layout = choose_layout(ec2, spec)
         if layout["error"]:
             return {"layout": layout, "in_sync": False}
-        spec = dict(spec, azs=layout["azs"], subnets=layout["subnets"])
-    result = _read_network(ec2, spec)
-    if layout is not None:
-        result["layout"] = layout
+    result = _read_network(ec2, dict(spec, azs=layout["azs"], subnets=layout["subnets"]), fetched)
+    result["layout"] = layout
     return result
 
 
-def _read_network(ec2, spec):
+def _fetch(ec2, spec):
+    """The VPC (by name and CIDR) and, when there is exactly one, everything in it, the independent reads at once:
+    {vpcs, got} (got None without one VPC). Nothing here depends on the zones."""
+    vpcs = ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": spec["name"], "cidr-block": spec["cidr"]}))["Vpcs"]
+    if len(vpcs) != 1:
+        return {"vpcs": vpcs, "got": None}
+    vpc_id = vpcs[0]["VpcId"]
+    return {"vpcs": vpcs, "got": read_all({
+        "dns_support": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsSupport"),
+        "dns_hostnames": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames"),
+        "subnets": lambda: ec2.describe_subnets(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["Subnets"],
+        "igws": lambda: ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"attachment.vpc-id": vpc_id}))["InternetGateways"],
+        "tables": lambda: ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"],
+        "nats": lambda: ec2.describe_nat_gateways(
+            aws_retry=True, Filters=_filters(vpc_id=vpc_id, state=["pending", "available"])) if spec["layout"] == "private" else {},
+        "endpoints": lambda: ec2.describe_vpc_endpoints(aws_retry=True, Filters=_filters(
+            vpc_id=vpc_id, service_name="com.amazonaws.%s.s3" % spec["region"]))["VpcEndpoints"] if spec.get("s3_endpoint") else [],
+    })}
+
+
+def _read_network(ec2, spec, fetched):
     name, tags = spec["name"], dict(spec.get("tags") or {})
     result = {"vpc": _out("", False, "no VPC named %s with CIDR %s" % (name, spec["cidr"])), "subnets": {},
               "internet_gateway": _out("", False, "no internet gateway attached"), "public_route_table": _out("", False, "not found"),
@@ -116,7 +161,7 @@ def _read_network(ec2, spec):
         result["nat_addresses"] = [_snake(a) for a in ec2.describe_addresses(
             aws_retry=True, Filters=_filters(domain="vpc", **{"tag:Name": sorted(nat_names.values())}))["Addresses"]]
 
-    vpcs = ec2.describe_vpcs(aws_retry=True, Filters=_filters(**{"tag:Name": name, "cidr-block": spec["cidr"]}))["Vpcs"]
+    vpcs = fetched["vpcs"]
     if len(vpcs) != 1:
         if vpcs:
             result["vpc"]["why"] = "%d VPCs match" % len(vpcs)
@@ -126,18 +171,7 @@ def _read_network(ec2, spec):
         return _finish(result)
     vpc = vpcs[0]
     vpc_id = vpc["VpcId"]
-    # Then everything inside the VPC.
-    got = read_all({
-        "dns_support": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsSupport"),
-        "dns_hostnames": lambda: ec2.describe_vpc_attribute(aws_retry=True, VpcId=vpc_id, Attribute="enableDnsHostnames"),
-        "subnets": lambda: ec2.describe_subnets(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["Subnets"],
-        "igws": lambda: ec2.describe_internet_gateways(aws_retry=True, Filters=_filters(**{"attachment.vpc-id": vpc_id}))["InternetGateways"],
-        "tables": lambda: ec2.describe_route_tables(aws_retry=True, Filters=_filters(vpc_id=vpc_id))["RouteTables"],
-        "nats": lambda: ec2.describe_nat_gateways(
-            aws_retry=True, Filters=_filters(vpc_id=vpc_id, state=["pending", "available"])) if spec["layout"] == "private" else {},
-        "endpoints": lambda: ec2.describe_vpc_endpoints(aws_retry=True, Filters=_filters(
-            vpc_id=vpc_id, service_name="com.amazonaws.%s.s3" % spec["region"]))["VpcEndpoints"] if spec.get("s3_endpoint") else [],
-    })
+    got = fetched["got"]
     dns_support, dns_hostnames = got["dns_support"], got["dns_hostnames"]
     want = dict(tags, Name=name)
     why = []

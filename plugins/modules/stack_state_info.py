@@ -31,7 +31,8 @@ options:
       - The wanted state, as the role computes it. For C(vpc) the keys C(name), C(cidr), C(tags), C(region),
         C(layout), C(nat_gateways), C(s3_endpoint), C(azs), and either C(subnets) (list of C(name), C(cidr), C(az),
         C(tier)) or C(az_count) and C(subnet_cidrs) (C(public) and C(private), one CIDR per zone each); with the latter the
-        reader picks the zones (C(azs), or the first C(az_count) available ones by name) and lays the subnets out.
+        reader picks the zones (C(azs), or the first C(az_count) available ones by name) and lays the subnets out;
+        when every wanted subnet exists already, their zones are the zones and none are looked up.
       - For C(iam) the keys C(roles) (list of C(name), C(description), C(assume_role_policy_document),
         C(managed_policies) (ARNs), C(tags), C(inline_policies) (policy name to document)) and C(path_prefix)
         (optional; the names of every role under it are returned as C(path_roles)).
@@ -98,10 +99,11 @@ state:
     - What the reader found. Every resource is a dict with C(id) (empty when not found), C(in_sync) and
       C(why) (what differs, empty when in sync); groups of resources are dicts keyed by resource name.
     - For C(vpc) the keys C(vpc), C(subnets), C(internet_gateway), C(public_route_table), C(nats),
-      C(private_route_tables), C(s3_endpoint), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
+      C(private_route_tables), C(s3_endpoint) (a found subnet also has its C(availability_zone)), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
       available NAT gateways and the NAT elastic IPs, shaped like the results of C(ec2_vpc_nat_gateway_info) and
-      C(ec2_eip_info)) and C(in_sync) (everything in sync); with C(az_count), also C(layout) (C(azs), C(available_azs),
-      C(subnets), C(error); with an error nothing else was read).
+      C(ec2_eip_info); the elastic IPs only when a NAT gateway is missing) and C(in_sync) (everything in sync); with
+      C(az_count), also C(layout) (C(azs), C(available_azs) (empty when no zones were looked up), C(subnets), C(error);
+      with an error nothing else is returned).
     - For C(iam) the keys C(roles) (by role name, with C(exists), C(arn), C(in_sync), C(why), C(policies) by policy
       name with C(in_sync) and C(why)), C(path_roles) and C(in_sync).
     - For C(alb) the keys C(subnets), C(vpc), C(security_group), C(target_group), C(load_balancer),

@@ -764,12 +764,15 @@ def layout_spec(**over):
 
 def test_the_reader_picks_the_first_available_zones_and_lays_the_subnets_out(aws):
     ec2 = boto3.client("ec2")
+    empty = read_vpc(Client(ec2), layout_spec())["layout"]
+    assert empty["error"] == "" and empty["azs"] == ["us-east-1a", "us-east-1b"]
+    assert set(empty["available_azs"]) >= {"us-east-1a", "us-east-1b", "us-east-1c"}
+    assert empty["subnets"] == SPEC["subnets"]  # what the role laid out before, in the same order
     ids = build_public_network(ec2)
-    state = read_vpc(Client(ec2), layout_spec())
-    layout = state["layout"]
-    assert layout["error"] == "" and layout["azs"] == ["us-east-1a", "us-east-1b"]
-    assert set(layout["available_azs"]) >= {"us-east-1a", "us-east-1b", "us-east-1c"}
-    assert layout["subnets"] == SPEC["subnets"]  # what the role laid out before, in the same order
+    client = CountingClient(ec2)
+    state = read_vpc(client, layout_spec())
+    # Every subnet exists: their zones are the layout, without a zone lookup.
+    assert state["layout"] == dict(empty, available_azs=[]) and "describe_availability_zones" not in client.called
     assert state["in_sync"] and [state["subnets"][s["name"]]["id"] for s in SPEC["subnets"]] == ids["subnets"]
     private = read_vpc(Client(ec2), layout_spec(layout="private", azs=["us-east-1b", "us-east-1a"],
                                                 subnet_cidrs={"public": ["10.9.0.0/20", "10.9.16.0/20"],
@@ -777,6 +780,25 @@ def test_the_reader_picks_the_first_available_zones_and_lays_the_subnets_out(aws
     assert [(s["tier"], s["az"], s["cidr"]) for s in private["subnets"]] == [
         ("public", "us-east-1b", "10.9.0.0/20"), ("public", "us-east-1a", "10.9.16.0/20"),
         ("private", "us-east-1b", "10.9.32.0/20"), ("private", "us-east-1a", "10.9.48.0/20")]
+
+
+@pytest.mark.parametrize("azs, count, lookup", [
+    ([], 2, False),                              # the subnets' zones, although 1a is the first available
+    (["us-east-1b", "us-east-1c"], 2, False),    # the zones asked for are those of the subnets
+    (["us-east-1a", "us-east-1b"], 2, True),     # other zones asked for: looked up (and laid out on them)
+    ([], 3, True),                               # a third zone wanted: looked up
+])
+def test_existing_subnets_are_the_layout_only_when_they_are_all_of_it(aws, azs, count, lookup):
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock=SPEC["cidr"], TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": _tag_list(dict(TAGS, Name=NAME))}])["Vpc"]["VpcId"]
+    for cidr, az in (("10.9.0.0/20", "us-east-1b"), ("10.9.16.0/20", "us-east-1c")):
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=az)
+    client = CountingClient(ec2)
+    spec = layout_spec(azs=azs, az_count=count, subnet_cidrs={"public": ["10.9.0.0/20", "10.9.16.0/20", "10.9.32.0/20"]})
+    layout = read_vpc(client, spec)["layout"]
+    assert ("describe_availability_zones" in client.called) is lookup
+    assert layout["azs"] == (azs or (["us-east-1a", "us-east-1b", "us-east-1c"] if lookup else ["us-east-1b", "us-east-1c"]))
 
 
 def test_zones_that_are_not_available_stop_the_read(aws):
