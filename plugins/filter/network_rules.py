@@ -9,7 +9,7 @@
 - ``vpc_network_checks(vpc_cidr, newbits, az_count, public_cidrs, private_cidrs, layout)``: each CIDR rule's
   message by rule name ('' when it holds), in the order the role reports them.
 - ``vpc_network_errors(...)``: the same arguments; the messages of the rules that fail.
-- ``non_networks(values)``: the entries, as text, that are not an IPv4 network in CIDR form (ansible.utils.ipv4('net')).
+- ``non_networks(values)``: the entries, as text, that are not an IPv4 network in canonical CIDR form (a /32 is one).
 """
 
 from __future__ import annotations

@@ -75,9 +75,9 @@ def ipv4_network(value: Any) -> ipaddress.IPv4Network | None:
 
 
 def non_networks(values: Any) -> list[str]:
-    """The entries of a list, as text, that are not an IPv4 network of two or more addresses in canonical CIDR
-    form, each once in list order (what ansible.utils.ipv4('net') refuses: host bits, no prefix, and a /32, which
-    it takes for an address)."""
+    """The entries of a list, as text, that are not an IPv4 network in canonical CIDR form, each once in list order:
+    host bits set, no prefix, a netmask or leading zeros. A /32 (one address) is a network here, as for a security
+    group rule; ansible.utils.ipv4('net'), which this replaced, took it for an address and refused it."""
     try:
         texts = [_string(v) for v in values]
     except TypeError:
@@ -85,7 +85,7 @@ def non_networks(values: Any) -> list[str]:
     bad: list[str] = []
     for text in texts:
         network = ipv4_network(text)
-        if (network is None or network.prefixlen == 32) and text not in bad:
+        if network is None and text not in bad:
             bad.append(text)
     return bad
 

@@ -99,7 +99,8 @@ state:
     - What the reader found. Every resource is a dict with C(id) (empty when not found), C(in_sync) and
       C(why) (what differs, empty when in sync); groups of resources are dicts keyed by resource name.
     - For C(vpc) the keys C(vpc), C(subnets), C(internet_gateway), C(public_route_table), C(nats),
-      C(private_route_tables), C(s3_endpoint) (a found subnet also has its C(availability_zone)), plus C(nat_gateways) and C(nat_addresses) (the VPC's pending or
+      C(private_route_tables), C(s3_endpoint) (a found subnet also has its C(availability_zone)), plus C(nat_gateways)
+      and C(nat_addresses) (the VPC's pending or
       available NAT gateways and the NAT elastic IPs, shaped like the results of C(ec2_vpc_nat_gateway_info) and
       C(ec2_eip_info); the elastic IPs only when a NAT gateway is missing) and C(in_sync) (everything in sync); with
       C(az_count), also C(layout) (C(azs), C(available_azs) (empty when no zones were looked up), C(subnets), C(error);

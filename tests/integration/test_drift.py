@@ -55,6 +55,13 @@ def open_worker_security_group() -> None:
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
 
 
+def open_load_balancer_security_group() -> None:
+    ec2 = aws("ec2")
+    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-alb"]}])
+    ec2.authorize_security_group_ingress(GroupId=group["SecurityGroups"][0]["GroupId"], IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}])
+
+
 def desired_count() -> int:
     return aws("ecs").describe_services(cluster=STACK, services=[f"{STACK}-worker"])["services"][0]["desiredCount"]
 
@@ -115,6 +122,9 @@ DRIFTS = [
     Drift("private route deleted", delete_private_route, "vpc : Wait for the route tables", None),
     Drift("0.0.0.0/0 ingress on the worker SG", open_worker_security_group,
           "ecs_fargate_agent : Wait for the worker security group", "0.0.0.0/0"),
+    # Started by alb's `start` (before the buckets), collected by its main part: the wait reports and repairs it.
+    Drift("8443 ingress on the load balancer SG", open_load_balancer_security_group,
+          "alb : Wait for the load balancer security group", "192.0.2.0/24"),
     Drift("service desired count changed", scale_service, "ecs_fargate_agent : Ensure the worker service", None),
     Drift("bucket versioning suspended", suspend_versioning, BUCKETS, '-    \\"versioning\\": \\"Suspended\\"',
           BUCKETS_CHECK),
@@ -189,6 +199,8 @@ def assert_repaired(wanted_count: int) -> None:
     assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("NatGatewayId") for r in table["Routes"])
     group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-worker"]}])
     assert all(not r.get("IpRanges") for r in group["SecurityGroups"][0]["IpPermissions"])
+    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-alb"]}])
+    assert all(r.get("FromPort") != 8443 for r in group["SecurityGroups"][0]["IpPermissions"])
     assert desired_count() == wanted_count
     assert s3.get_bucket_versioning(Bucket=bucket("results"))["Status"] == "Enabled"
     assert all(s3.get_public_access_block(Bucket=bucket("results"))["PublicAccessBlockConfiguration"].values())

@@ -261,12 +261,13 @@ def test_garbage_in_two_lists_at_once_does_not_raise():
         assert isinstance(errors(public=public, private=private), list)
 
 
-# --- non_networks: the alb role's alb_allowed_cidrs rule (ansible.utils.ipv4('net') refused these)
+# --- non_networks: the alb role's alb_allowed_cidrs rule
 
 @pytest.mark.parametrize(("values", "bad"), [
     (["0.0.0.0/0", "203.0.113.0/24", "10.0.0.0/31"], []),
     (["203.0.113.7"], ["203.0.113.7"]),
-    (["203.0.113.5/32"], ["203.0.113.5/32"]),  # ipv4('net') takes a /32 for an address
+    (["203.0.113.5/32", "0.0.0.0/32"], []),  # one address: a valid security group CIDR (ipv4('net') refused it)
+    (["203.0.113.5/31"], ["203.0.113.5/31"]),
     (["10.0.0.0/33"], ["10.0.0.0/33"]),
     (["10.0.0.1/31"], ["10.0.0.1/31"]),
     (["10.0.0.0/255.255.255.0"], ["10.0.0.0/255.255.255.0"]),
