@@ -56,28 +56,17 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
-# Per instance: state folder and default ports. The test suite's instance is disjoint from the demo's.
-INSTANCES = {
-    "demo": {"state": ".local-stack", "MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002,
-             "REGISTRY_PORT": 5001, "WORKER_PORT": 8080, "FARGATE_PORT": 5003, "POSTGRES_PORT": 5004,
-             "SERVER_PORT": 5005},
-    "test": {"state": ".local-stack-test", "MOTO_PORT": 5100, "PREFECT_PORT": 4300, "FIXTURES_PORT": 5102,
-             "REGISTRY_PORT": 5101, "WORKER_PORT": 8180, "FARGATE_PORT": 5103, "POSTGRES_PORT": 5104,
-             "SERVER_PORT": 5105},
-    # The suite's second worker (`make test` runs the integration files on two instances at once).
-    "test2": {"state": ".local-stack-test2", "MOTO_PORT": 5200, "PREFECT_PORT": 4400, "FIXTURES_PORT": 5202,
-              "REGISTRY_PORT": 5201, "WORKER_PORT": 8280, "FARGATE_PORT": 5203, "POSTGRES_PORT": 5204,
-              "SERVER_PORT": 5205},
-    "test3": {"state": ".local-stack-test3", "MOTO_PORT": 5300, "PREFECT_PORT": 4500, "FIXTURES_PORT": 5302,
-              "REGISTRY_PORT": 5301, "WORKER_PORT": 8380, "FARGATE_PORT": 5303, "POSTGRES_PORT": 5304,
-              "SERVER_PORT": 5305},
-    "test4": {"state": ".local-stack-test4", "MOTO_PORT": 5400, "PREFECT_PORT": 4600, "FIXTURES_PORT": 5402,
-              "REGISTRY_PORT": 5401, "WORKER_PORT": 8480, "FARGATE_PORT": 5403, "POSTGRES_PORT": 5404,
-              "SERVER_PORT": 5405},
-}
+# Per instance: state folder and default ports. The demo's ports are the ones above; the test suite's instances,
+# one per pytest-xdist worker (`make test` runs the integration files on several at once), are the demo's shifted
+# by 100 each, so no two instances share a port.
+DEMO_PORTS = {"MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002, "REGISTRY_PORT": 5001, "WORKER_PORT": 8080,
+              "FARGATE_PORT": 5003, "POSTGRES_PORT": 5004, "SERVER_PORT": 5005}
 # The suite's instances, one per pytest-xdist worker: gw0 runs on "test", gw1 on "test2", gw2 on "test3", gw3 on
 # "test4".
 TEST_INSTANCES = ("test", "test2", "test3", "test4")
+INSTANCES = {"demo": {"state": ".local-stack", **DEMO_PORTS},
+             **{name: {"state": ".local-stack-" + name, **{key: port + 100 * n for key, port in DEMO_PORTS.items()}}
+                for n, name in enumerate(TEST_INSTANCES, start=1)}}
 
 
 def test_instance(xdist_worker: str | None) -> str:
