@@ -106,9 +106,9 @@ def _queue_attributes(sqs, want):
     """(url, attributes) of the queue, or ("", None) when it does not exist.
 
     With the queue's account (spec `account`) the URL is first taken as the endpoint's, account, name: the form
-    SQS gives its queues, and what its GetQueueUrl answers. AWS asks callers not to rely on that form, so any
-    failure of the read by that URL falls back to GetQueueUrl: a missing queue costs one call more, a found
-    one one call less (the no-op case).
+    SQS gives its queues, and what its GetQueueUrl answers. AWS asks callers not to rely on that form, so when
+    that URL finds no queue or is refused (NonExistentQueue, InvalidAddress, AccessDenied), GetQueueUrl is asked:
+    a missing queue costs one call more, a found one one call less (the no-op case). Other errors are raised.
     """
     if want.get("account"):
         url = "%s/%s/%s" % (sqs.meta.endpoint_url.rstrip("/"), want["account"], want["name"])
