@@ -216,11 +216,11 @@ class StackLock:
         current = self.read()
         if current is None or current[0].get("id") != holder_id or current[1] != version:
             return  # someone else released or took it over meanwhile: compete again
-        self._delete(self.name)
+        self._delete()
 
-    def _delete(self, name: str) -> None:
+    def _delete(self) -> None:
         try:
-            self.client.delete_parameter(Name=name)
+            self.client.delete_parameter(Name=self.name)
         except Exception as exc:  # pylint: disable=broad-except
             if _code(exc) != "ParameterNotFound":
                 raise
@@ -268,7 +268,7 @@ class StackLock:
             return "held by another run"
         # The record was read just now: no second read before the delete (a takeover needs the lock expired or
         # its run gone, and this run is alive and releasing).
-        self._delete(self.name)
+        self._delete()
         return "released"
 
 

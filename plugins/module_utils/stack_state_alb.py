@@ -233,10 +233,8 @@ def _describe_balancer(elb, name):
 def read_alb(client, spec):
     ec2, elb = client("ec2"), client("elbv2")
     want = spec["load_balancer"]
-    result = {"subnets": [], "vpc": {"id": "", "cidr": ""},
-              "security_group": _out("", ["VPC not found"]), "target_group": _out("", ["not found"]),
+    result = {"subnets": [], "vpc": {"id": "", "cidr": ""}, "security_group": _out("", ["VPC not found"]),
               "load_balancer": dict(_out("", ["not found"]), dns_name="", state="")}
-    result["target_group"]["arn"] = ""
     # Reads that do not wait for each other run at once (read_all): the subnets, the balancer, the target groups
     # and those to delete first; then the VPC of the subnets; then what needs the VPC or the ARNs, with the tags of
     # the balancer and its groups in one call.

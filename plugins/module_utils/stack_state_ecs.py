@@ -115,7 +115,7 @@ def _queue_attributes(sqs, want):
         try:
             return url, sqs.get_queue_attributes(aws_retry=True, QueueUrl=url, AttributeNames=["All"])["Attributes"]
         except ClientError as exc:
-            if error_code(exc) not in NO_QUEUE and error_code(exc) not in ("InvalidAddress", "AccessDenied", "AccessDeniedException"):
+            if error_code(exc) not in NO_QUEUE + ("InvalidAddress", "AccessDenied", "AccessDeniedException"):
                 raise
     try:
         url = sqs.get_queue_url(aws_retry=True, QueueName=want["name"])["QueueUrl"]

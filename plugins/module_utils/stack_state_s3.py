@@ -12,7 +12,7 @@ reader cannot read or compare is out of sync, and the stock module decides. The 
 spec:
   buckets: [{name, encryption (AES256|aws:kms), encryption_key_id, versioning, policy (document or {}),
              object_ownership, tags}]   (public access: all four blocks on)
-  lifecycle: [{bucket, id, state (present|absent), abort_incomplete_multipart_upload_days,
+  lifecycle: [{bucket (one of `buckets`), id, state (present|absent), abort_incomplete_multipart_upload_days,
                noncurrent_version_expiration_days, expiration_days, transition_days, storage_class}]
   stored: {bucket, prefixes: [...]}   (optional: returns state.stored = {bucket_exists, keys}, see read_stored)
 """
@@ -129,14 +129,6 @@ def _read_bucket(s3, want, lifecycle=False):
     return {"exists": True, "in_sync": not why, "why": ", ".join(why), "current": current, "wanted": wanted}, lifecycle_rules
 
 
-def _read_rules(s3, bucket):
-    try:
-        answer = _read(s3.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration",), Bucket=bucket)
-    except _NoBucket:
-        return None
-    return {r.get("ID"): r for r in (answer or {}).get("Rules", [])}
-
-
 def read_s3(s3, spec):
     wanted = spec.get("buckets") or []
     rule_buckets = {want["bucket"] for want in spec.get("lifecycle") or []}
@@ -148,9 +140,9 @@ def read_s3(s3, spec):
     for want in spec.get("lifecycle") or []:
         bucket = want["bucket"]
         key = "%s/%s" % (bucket, want["id"])
-        if bucket not in current_rules and bucket not in buckets:
-            current_rules[bucket] = _read_rules(s3, bucket)  # a bucket the spec does not converge
-        if current_rules.get(bucket) is None:
+        if bucket not in buckets:
+            raise ValueError("lifecycle rule %s names bucket %s, which is not one of the spec's buckets" % (want["id"], bucket))
+        if bucket not in current_rules:
             lifecycle[key] = {"in_sync": False, "why": "bucket not found"}
             continue
         current = current_rules[bucket].get(want["id"])

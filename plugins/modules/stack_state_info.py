@@ -166,7 +166,8 @@ def main():
         state = reader(client, module.params["spec"])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         module.fail_json_aws(exc, msg="Could not read the %s resources" % module.params["reader"])
-    except (RegistryError, ValueError) as exc:  # the registry side of the ecr reader (never carries the login)
+    # The registry side of the ecr reader (never carries the login); a spec a reader cannot take (ValueError).
+    except (RegistryError, ValueError) as exc:
         module.fail_json(msg="Could not read the %s resources: %s" % (module.params["reader"], exc))
     except KeyError as exc:
         module.fail_json(msg="spec of reader %s lacks %s" % (module.params["reader"], exc))

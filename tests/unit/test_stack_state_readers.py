@@ -618,6 +618,12 @@ def test_s3_reader_reports_each_drift_on_its_setting_only(aws, drift, bucket_why
     assert state["in_sync"] is False
 
 
+def test_s3_reader_refuses_a_lifecycle_rule_of_a_bucket_outside_the_spec(aws):
+    spec = dict(BUCKET_SPEC, lifecycle=[dict(BUCKET_SPEC["lifecycle"][0], bucket="other")])
+    with pytest.raises(ValueError, match="names bucket other, which is not one of the spec's buckets"):
+        read_s3(Client(boto3.client("s3")), spec)
+
+
 def test_s3_reader_stored_code_of_no_package_still_checks_the_bucket(aws):
     s3 = boto3.client("s3")
     want = {"stored": {"bucket": "code", "prefixes": []}}
