@@ -2,12 +2,13 @@
 # Apache-2.0
 """Reader of the ecs_fargate_agent role's AWS resources (all but IAM) for dataops.prefect_fargate.stack_state_info.
 
-One boto3 session reads the worker subnets (their zones and VPC), the Prefect credential secret's metadata, the log group, the ECS cluster (settings, tags),
-the task-event queues and their EventBridge rule and target, the worker security group, the latest ACTIVE
+One boto3 session reads the worker subnets (their zones and VPC), the Prefect credential secret, the log group, the
+ECS cluster (settings, tags), the task-event queues and their EventBridge rule and target, the worker security group, the latest ACTIVE
 revision of the worker task family (with its tags) and the worker service. Each resource is `in_sync` only when
 the role's write task (a stock module, or this collection's ecs_cluster_settings) would change nothing; the
 comparisons mirror theirs:
 
+- community.aws.secretsmanager_secret: see read_secret;
 - amazon.aws.cloudwatchlogs_log_group: exists, same retention, same tags (purge_tags);
 - community.aws.ecs_cluster (state present, no capacity providers): the cluster is ACTIVE; container insights as
   ecs_cluster_settings compares it; tags as community.aws.ecs_tag (purge_tags) compares them;
@@ -22,13 +23,15 @@ comparisons mirror theirs:
   task definition is compared by the role, which knows the revision it wants), with the wanted network and
   deployment configuration (which ecs_service ignores, so the role forces a new deployment on a difference).
 
-Anything missing or different is out of sync and the stock module decides. The reader never writes; it never
-reads a secret's value.
+Anything missing or different is out of sync and the stock module decides. The reader never writes. It reads the
+value of the role's own secret to compare it (as secretsmanager_secret does); the value never leaves read_secret,
+and the wanted one comes in as stack_state_info's no_log option `secret_value`.
 
 spec (built by roles/ecs_fargate_agent/tasks/create.yml):
   subnet_ids: the worker subnets (optional; returned as `subnets`, each with id, availability_zone, vpc_id)
   known_subnets: optional, [{id, availability_zone, vpc_id}] already known (not described again)
-  secret: name or ARN (optional)
+  secret: optional; a name or ARN (a given secret: existence only), or {name, description, tags} (the role's own
+          secret, compared with the module option secret_value)
   log_group: {name, retention, tags}
   cluster: {name, container_insights, tags}
   queues: [{name, account (optional: saves the GetQueueUrl call of a found queue), attributes: {SQS attribute: value},
@@ -47,7 +50,7 @@ import json
 
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_security_group, read_subnets
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, in_parallel, json_document, read_all
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_common import error_code, in_parallel, json_document, read_all, tag_dict
 
 try:
     from botocore.exceptions import ClientError
@@ -63,14 +66,42 @@ def _ecs_tags(items):
     return {t["key"]: t["value"] for t in items or [] if not t["key"].startswith("aws:")}
 
 
-def read_secret(sm, name):
+def read_secret(sm, want, value=None):
+    """The credential secret. `want` is a name or ARN (a given secret: only whether it exists), or the secret the role
+    writes with community.aws.secretsmanager_secret ({name, description, tags}, with `value`, the wanted SecretString):
+    then it is `in_sync` only when that module would change nothing. Its comparisons: not scheduled for deletion, same
+    description, no KMS key of its own, rotation off, the same value, no resource policy (compare_policies with none
+    wanted), the same tags (purge_tags). `value_in_sync` says whether the value alone is the wanted one (the worker's
+    tasks read it when they start). The value is compared here and never returned."""
+    name = want if isinstance(want, str) else want["name"]
     try:
         secret = sm.describe_secret(aws_retry=True, SecretId=name)
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            return {"exists": False, "arn": ""}
+            return _out(["not found"], exists=False, arn="", value_in_sync=False)
         raise
-    return {"exists": secret.get("DeletedDate") is None, "arn": secret.get("ARN", "")}
+    exists = secret.get("DeletedDate") is None
+    found = {"exists": exists, "arn": secret.get("ARN", "")}
+    if isinstance(want, str):
+        return _out([] if exists else ["scheduled for deletion"], value_in_sync=exists, **found)
+    if not exists:  # secretsmanager_secret restores it; its value cannot be read meanwhile
+        return _out(["scheduled for deletion"], value_in_sync=False, **found)
+    why = []
+    if secret.get("Description", "") != want.get("description", ""):
+        why.append("description")
+    if secret.get("KmsKeyId") is not None:  # the module is given no key: any key of the secret's own differs
+        why.append("KMS key")
+    if secret.get("RotationEnabled", False):
+        why.append("rotation")
+    if tag_dict(secret.get("Tags")) != {k: str(v) for k, v in (want.get("tags") or {}).items()}:
+        why.append("tags")
+    current, policy = in_parallel(lambda read: read(aws_retry=True, SecretId=name), [sm.get_secret_value, sm.get_resource_policy])
+    value_in_sync = value is not None and current.get("SecretString") == value
+    if not value_in_sync:
+        why.append("value")
+    if compare_policies(None, policy.get("ResourcePolicy")):
+        why.append("resource policy")
+    return _out(why, value_in_sync=value_in_sync, **found)
 
 
 def read_log_group(logs, want):
@@ -227,7 +258,8 @@ def read_ecs_agent(client, spec):
     queues = spec.get("queues") or []
     result = read_all({
         "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or [], spec.get("known_subnets")),
-        "secret": lambda: read_secret(secrets, spec["secret"]) if spec.get("secret") else {"exists": False, "arn": ""},
+        "secret": lambda: read_secret(secrets, spec["secret"], spec.get("secret_value")) if spec.get("secret")
+        else _out(["not asked"], exists=False, arn="", value_in_sync=False),
         "log_group": lambda: read_log_group(logs, spec["log_group"]),
         "cluster": lambda: read_cluster(ecs, spec["cluster"]),
         "queues": lambda: dict(zip([q["name"] for q in queues], in_parallel(lambda q: read_queue(sqs, q), queues))),
@@ -240,6 +272,7 @@ def read_ecs_agent(client, spec):
     result["service"] = read_service(ecs, result["cluster"]["in_sync"], dict(spec["service"], cluster=spec["cluster"]["name"]),
                                      result["security_group"]["id"])
     result["in_sync"] = all(r["in_sync"] for r in [result["log_group"], result["cluster"], result["rule"], result["security_group"],
-                                                   result["service"], *result["queues"].values()]) \
+                                                   result["service"], *result["queues"].values(),
+                                                   *([result["secret"]] if spec.get("secret") else [])]) \
         and result["cluster"]["settings_in_sync"] and result["cluster"]["tags_in_sync"]
     return result

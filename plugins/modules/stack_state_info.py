@@ -50,12 +50,19 @@ options:
         C(list_tags)); a key left out is not compared. With C(registry) the reader gets the registry login itself
         (C(ecr:GetAuthorizationToken)) and never returns it; see C(plugins/module_utils/stack_state_ecr.py).
       - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
-        C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py).
+        C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py). C(secret) is a name or ARN (whether
+        it exists), or C(name), C(description) and C(tags) of the secret the role writes, compared with O(secret_value).
       - For C(prefect_server) the keys C(subnet_ids), C(server_security_group), C(db_security_group),
         C(db_subnet_group), C(secrets), C(database), C(log_group), C(iam), C(cluster), C(task_family), C(service); see
         C(plugins/module_utils/stack_state_server.py).
     type: dict
     required: true
+  secret_value:
+    description:
+      - For C(ecs_agent), the value the secret of C(spec.secret) (given as a dict) should hold. The reader compares it
+        with the stored one, as C(community.aws.secretsmanager_secret) does, and returns only whether they are equal.
+      - Never logged, never returned.
+    type: str
 extends_documentation_fragment:
   - dataops.prefect_fargate.common.read_only
   - amazon.aws.common.modules
@@ -113,8 +120,8 @@ state:
     - For C(ecr) the keys C(repository) (C(exists), C(arn), C(uri), C(in_sync), C(why), C(current)), C(tags) (C(in_sync),
       C(why), C(current)), C(registry) (C(host), C(repository_uri), C(tag_digest), C(moving_tag_digest),
       C(moving_tag_in_sync), C(tags); digests are empty when the registry lacks the tag) and C(in_sync).
-    - For C(ecs_agent) the keys C(secret), C(log_group), C(cluster), C(queues), C(rule), C(security_group),
-      C(task_definition), C(service) and C(in_sync).
+    - For C(ecs_agent) the keys C(secret) (C(exists), C(arn), C(in_sync), C(why), C(value_in_sync)), C(log_group),
+      C(cluster), C(queues), C(rule), C(security_group), C(task_definition), C(service) and C(in_sync).
     - For C(prefect_server) the keys C(subnets), C(vpc_id), C(server_security_group), C(db_security_group),
       C(db_subnet_group), C(secrets) (by name, C(exists), C(arn), C(tags)), C(database) (C(exists), C(arn), C(address),
       C(port), C(status)), C(log_group), C(iam), C(cluster), C(task_definition), C(service) (the ACTIVE service's
@@ -149,7 +156,8 @@ READERS = {"alb": (("ec2", "elbv2"), read_alb), "ecs_agent": (("ec2", "ecs", "ev
 
 def main():
     module = AnsibleAWSModule(argument_spec=dict(reader=dict(type="str", required=True, choices=sorted(READERS)),
-                                                 spec=dict(type="dict", required=True)),
+                                                 spec=dict(type="dict", required=True),
+                                                 secret_value=dict(type="str", no_log=True)),
                               supports_check_mode=True)
     service, reader = READERS[module.params["reader"]]
     if isinstance(service, tuple):
@@ -163,7 +171,10 @@ def main():
     else:
         client = module.client(service, retry_decorator=AWSRetry.jittered_backoff())
     try:
-        state = reader(client, module.params["spec"])
+        spec = module.params["spec"]
+        if module.params["secret_value"] is not None:
+            spec = dict(spec, secret_value=module.params["secret_value"])
+        state = reader(client, spec)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         module.fail_json_aws(exc, msg="Could not read the %s resources" % module.params["reader"])
     # The registry side of the ecr reader (never carries the login); a spec a reader cannot take (ValueError).

@@ -70,6 +70,18 @@ def scale_service() -> None:
     aws("ecs").update_service(cluster=STACK, service=f"{STACK}-worker", desiredCount=desired_count() + 3)
 
 
+CREDENTIAL = f"{STACK}/prefect-credential"
+
+
+def change_credential() -> None:
+    aws("secretsmanager").put_secret_value(SecretId=CREDENTIAL, SecretString="changed-behind-the-stack")
+
+
+def primary_deployment() -> str:
+    service = aws("ecs").describe_services(cluster=STACK, services=[f"{STACK}-worker"])["services"][0]
+    return next(d["id"] for d in service["deployments"] if d["status"] == "PRIMARY")
+
+
 def suspend_versioning() -> None:
     aws("s3").put_bucket_versioning(Bucket=bucket("results"), VersioningConfiguration={"Status": "Suspended"})
 
@@ -126,6 +138,8 @@ DRIFTS = [
     Drift("8443 ingress on the load balancer SG", open_load_balancer_security_group,
           "alb : Wait for the load balancer security group", "192.0.2.0/24"),
     Drift("service desired count changed", scale_service, "ecs_fargate_agent : Ensure the worker service", None),
+    # no_log: no diff. The repair also rolls the worker service (asserted below): tasks read the secret when they start.
+    Drift("credential value changed", change_credential, "ecs_fargate_agent : Ensure the Prefect credential secret", None),
     Drift("bucket versioning suspended", suspend_versioning, BUCKETS, '-    \\"versioning\\": \\"Suspended\\"',
           BUCKETS_CHECK),
     Drift("public access block off", drop_public_access_block, BUCKETS, '-    \\"public_access\\": {}', BUCKETS_CHECK),
@@ -173,6 +187,7 @@ def test_drift_is_reported_then_repaired(local_stack):
     reported = {d.name for d in DRIFTS
                 if d.reporter in check.changed_tasks and (d.names is None or d.names in diffs_of(check, d.reporter))}
 
+    deployment_before = primary_deployment()
     start = time.monotonic()
     repair = run_playbook("site.yml")
     timings["repair"] = time.monotonic() - start
@@ -191,6 +206,8 @@ def test_drift_is_reported_then_repaired(local_stack):
     assert set(repair.changed_tasks) == {d.task for d in DRIFTS}, set(repair.changed_tasks) ^ {d.task for d in DRIFTS}
     assert again.changed_tasks == [], again.changed_tasks
     assert_repaired(wanted_count)
+    # A desired count alone starts no deployment: the new one is the credential's roll.
+    assert primary_deployment() != deployment_before
 
 
 def assert_repaired(wanted_count: int) -> None:
@@ -202,6 +219,7 @@ def assert_repaired(wanted_count: int) -> None:
     group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{STACK}-alb"]}])
     assert all(r.get("FromPort") != 8443 for r in group["SecurityGroups"][0]["IpPermissions"])
     assert desired_count() == wanted_count
+    assert aws("secretsmanager").get_secret_value(SecretId=CREDENTIAL)["SecretString"] != "changed-behind-the-stack"
     assert s3.get_bucket_versioning(Bucket=bucket("results"))["Status"] == "Enabled"
     assert all(s3.get_public_access_block(Bucket=bucket("results"))["PublicAccessBlockConfiguration"].values())
     vpc = tagged(ec2.describe_vpcs()["Vpcs"], STACK)

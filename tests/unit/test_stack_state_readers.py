@@ -14,13 +14,13 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_alb import read_alb, wanted_rules
-from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent, read_queue
+from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import read_ecs_agent, read_queue, read_secret
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_s3 import lifecycle_rule, read_s3
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_server import read_server
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_vpc import read_vpc
 
-from tests.helpers.module_runner import Client
+from tests.helpers.module_runner import Client, run_module
 
 TAGS = {"Project": "p", "Environment": "t"}
 NAME = "stack"
@@ -438,7 +438,8 @@ def test_ecs_agent_reader_on_an_empty_account_finds_nothing_in_sync(aws):
     state = read_ecs_agent(clients(), ecs_spec("vpc-none", "sg-none", "arn:tg", ["subnet-a"]))
     assert not state["in_sync"]
     assert not any(ecs_flags(state).values()), state
-    assert state["secret"] == {"exists": False, "arn": ""} and state["task_definition"]["arn"] == ""
+    assert (state["secret"]["exists"], state["secret"]["arn"], state["secret"]["in_sync"]) == (False, "", False)
+    assert state["task_definition"]["arn"] == ""
     assert state["log_group"]["exists"] is False and state["service"]["exists"] is False
 
 
@@ -531,6 +532,57 @@ def test_ecs_agent_reader_leaves_the_count_alone_when_autoscaling_owns_it(ecs_aw
     state = read_ecs_agent(clients(), ecs_spec(ids["vpc"], ids["sg"], ids["tg"], ids["subnets"], desired_count=""))
     assert state["service"]["in_sync"], state["service"]
     assert state["service"]["desired_count"] == 4
+
+
+# The role's own credential secret: the reader must call it in sync exactly when community.aws.secretsmanager_secret
+# (run here in check mode, with the role's arguments) would change nothing.
+SECRET_VALUE = "pnu_not-a-real-key-0123456789"
+SECRET = {"name": "c/prefect-credential", "description": "Prefect credential (PREFECT_API_KEY) of the ECS worker c",
+          "tags": dict(TAGS, Name="c/prefect-credential", CreatedBy="dataops.prefect_fargate.ecs_fargate_agent")}
+SECRET_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "secretsmanager:DeleteSecret",
+                                                         "Resource": "*"}]}
+
+
+def secret_module_changes(sm) -> bool:
+    from ansible_collections.community.aws.plugins.modules import secretsmanager_secret
+
+    args = {"name": SECRET["name"], "description": SECRET["description"], "secret_type": "string", "secret": SECRET_VALUE,
+            "overwrite": True, "tags": SECRET["tags"], "purge_tags": True, "state": "present", "_ansible_check_mode": True}
+    out = run_module(secretsmanager_secret, args, Client(sm))
+    assert not out.failed, out.result
+    return out.result["changed"]
+
+
+@pytest.mark.parametrize("drift, why", [
+    (None, ""),
+    (lambda sm: sm.put_secret_value(SecretId=SECRET["name"], SecretString="rotated elsewhere"), "value"),
+    (lambda sm: sm.update_secret(SecretId=SECRET["name"], Description="edited"), "description"),
+    (lambda sm: sm.tag_resource(SecretId=SECRET["name"], Tags=[{"Key": "Owner", "Value": "someone"}]), "tags"),
+    (lambda sm: sm.untag_resource(SecretId=SECRET["name"], TagKeys=["Project"]), "tags"),
+    (lambda sm: sm.put_resource_policy(SecretId=SECRET["name"], ResourcePolicy=json.dumps(SECRET_POLICY)), "resource policy"),
+    (lambda sm: sm.delete_secret(SecretId=SECRET["name"], RecoveryWindowInDays=7), "scheduled for deletion"),
+])
+def test_ecs_agent_reader_compares_the_secret_as_secretsmanager_secret_does(aws, drift, why):
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name=SECRET["name"], Description=SECRET["description"], SecretString=SECRET_VALUE, Tags=_tag_list(SECRET["tags"]))
+    if drift:
+        drift(sm)
+    found = read_secret(Client(sm), SECRET, SECRET_VALUE)
+    assert found["why"] == why
+    assert found["in_sync"] is (not why) is (not secret_module_changes(sm))
+    assert found["value_in_sync"] is (why == "" or why not in ("value", "scheduled for deletion"))
+    assert found["arn"].startswith("arn:aws:secretsmanager:") and SECRET_VALUE not in json.dumps(found)
+
+
+def test_ecs_agent_reader_secret_missing_or_given(aws):
+    sm = Client(boto3.client("secretsmanager"))
+    assert read_secret(sm, SECRET, SECRET_VALUE) == {"exists": False, "arn": "", "in_sync": False, "why": "not found",
+                                                     "value_in_sync": False}
+    arn = boto3.client("secretsmanager").create_secret(Name="given", SecretString="theirs")["ARN"]
+    counting = CountingClient(boto3.client("secretsmanager"))
+    given = read_secret(counting, arn)
+    assert (given["exists"], given["arn"], given["in_sync"]) == (True, arn, True)
+    assert counting.called == ["describe_secret"]  # a given secret's value is never read
 
 
 def test_s3_reader_lists_the_stored_keys_under_each_prefix_across_pages(aws):
