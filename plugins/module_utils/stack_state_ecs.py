@@ -71,17 +71,17 @@ def read_secret(sm, want, value=None):
     writes with community.aws.secretsmanager_secret ({name, description, tags}, with `value`, the wanted SecretString):
     then it is `in_sync` only when that module would change nothing. Its comparisons: not scheduled for deletion, same
     description, no KMS key of its own, rotation off, the same value, no resource policy (compare_policies with none
-    wanted), the same tags (purge_tags). `value_in_sync` says whether the value alone is the wanted one (the worker's
-    tasks read it when they start). The value is compared here and never returned."""
+    wanted), the same tags (purge_tags). `value_in_sync` says whether the value alone is the wanted one (the tasks
+    that use it read it when they start); `tags` are the current ones. The value is compared here, never returned."""
     name = want if isinstance(want, str) else want["name"]
     try:
         secret = sm.describe_secret(aws_retry=True, SecretId=name)
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            return _out(["not found"], exists=False, arn="", value_in_sync=False)
+            return _out(["not found"], exists=False, arn="", tags={}, value_in_sync=False)
         raise
     exists = secret.get("DeletedDate") is None
-    found = {"exists": exists, "arn": secret.get("ARN", "")}
+    found = {"exists": exists, "arn": secret.get("ARN", ""), "tags": tag_dict(secret.get("Tags"))}
     if isinstance(want, str):
         return _out([] if exists else ["scheduled for deletion"], value_in_sync=exists, **found)
     if not exists:  # secretsmanager_secret restores it; its value cannot be read meanwhile
@@ -93,7 +93,7 @@ def read_secret(sm, want, value=None):
         why.append("KMS key")
     if secret.get("RotationEnabled", False):
         why.append("rotation")
-    if tag_dict(secret.get("Tags")) != {k: str(v) for k, v in (want.get("tags") or {}).items()}:
+    if found["tags"] != {k: str(v) for k, v in (want.get("tags") or {}).items()}:
         why.append("tags")
     current, policy = in_parallel(lambda read: read(aws_retry=True, SecretId=name), [sm.get_secret_value, sm.get_resource_policy])
     value_in_sync = value is not None and current.get("SecretString") == value
@@ -259,7 +259,7 @@ def read_ecs_agent(client, spec):
     result = read_all({
         "subnets": lambda: read_subnets(ec2, spec.get("subnet_ids") or [], spec.get("known_subnets")),
         "secret": lambda: read_secret(secrets, spec["secret"], spec.get("secret_value")) if spec.get("secret")
-        else _out(["not asked"], exists=False, arn="", value_in_sync=False),
+        else _out(["not asked"], exists=False, arn="", tags={}, value_in_sync=False),
         "log_group": lambda: read_log_group(logs, spec["log_group"]),
         "cluster": lambda: read_cluster(ecs, spec["cluster"]),
         "queues": lambda: dict(zip([q["name"] for q in queues], in_parallel(lambda q: read_queue(sqs, q), queues))),

@@ -3,7 +3,8 @@
 """Reader of the prefect_server role's AWS resources for dataops.prefect_fargate.stack_state_info.
 
 One boto3 session reads what roles/prefect_server converges: the server subnets (their VPC), the server's and the
-database's security groups, the DB subnet group, the secrets' metadata (never a value), the RDS instance, the log
+database's security groups, the DB subnet group, the secrets' metadata, the auth secret (compared with its wanted
+value, never returned), the RDS instance, the log
 group, the execution role with its inline policy, the ECS cluster, the latest ACTIVE revision of the server task
 family and the server service. Each resource is `in_sync` only when the role's write task (a stock module) would
 change nothing; the comparisons mirror theirs:
@@ -26,6 +27,9 @@ spec (built by roles/prefect_server/tasks/create.yml):
   db_security_group: {name, ingress, tags} (egress: none)
   db_subnet_group: {name, description, subnet_ids, tags}
   secrets: [name] (metadata only: exists, arn, tags)
+  auth_secret: optional {name, description, tags}, compared as community.aws.secretsmanager_secret would compare it,
+               with the value given as stack_state_info's no_log option secret_value (stack_state_ecs.read_secret);
+               returned as `auth_secret`, and under `secrets` when named there
   database: {identifier, instance_class, allocated_storage, storage_type, kms_key_id, multi_az, backup_retention_period,
              deletion_protection, engine_version, tags}
   log_group: {name, retention, tags}
@@ -45,6 +49,7 @@ from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_stat
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_ecs import (
     read_cluster,
     read_log_group,
+    read_secret,
     read_task_definition,
 )
 from ansible_collections.dataops.prefect_fargate.plugins.module_utils.stack_state_iam import read_iam
@@ -164,9 +169,17 @@ def read_server(client, spec):
     server_sg = read_security_group(ec2, vpc_id, dict(spec["server_security_group"], egress=None))
     db_sg = read_security_group(ec2, vpc_id, dict(spec["db_security_group"], egress=[],
                                                   ingress=_with_server_group(spec["db_security_group"].get("ingress"), server_sg["id"])))
+    auth = spec.get("auth_secret")
+    metadata_only = [name for name in spec.get("secrets") or [] if not auth or name != auth["name"]]
     result = {"subnets": subnets, "vpc_id": vpc_id, "server_security_group": server_sg, "db_security_group": db_sg,
               "db_subnet_group": read_db_subnet_group(client("rds"), spec["db_subnet_group"]),
-              "secrets": read_secrets(client("secretsmanager"), spec.get("secrets") or [])}
+              "secrets": read_secrets(client("secretsmanager"), metadata_only)}
+    if auth:
+        found = read_secret(client("secretsmanager"), auth, spec.get("secret_value"))
+        result["auth_secret"] = found
+        if auth["name"] in (spec.get("secrets") or []):  # one read serves both
+            result["secrets"][auth["name"]] = {"exists": found["exists"], "arn": found["arn"] if found["exists"] else "",
+                                               "tags": found["tags"] if found["exists"] else {}}
     result["database"] = read_database(client("rds"), spec["database"], spec["db_subnet_group"]["name"], db_sg["id"])
     result["log_group"] = read_log_group(client("logs"), spec["log_group"])
     roles = []
@@ -180,5 +193,5 @@ def read_server(client, spec):
     result["task_definition"] = read_task_definition(ecs, spec["task_family"])
     result["service"] = read_service(ecs, spec["service"], cluster["in_sync"])
     result["in_sync"] = all(result[k]["in_sync"] for k in ("server_security_group", "db_security_group", "db_subnet_group",
-                                                           "database", "log_group", "iam", "cluster"))
+                                                           "database", "log_group", "iam", "cluster", *(["auth_secret"] if auth else [])))
     return result

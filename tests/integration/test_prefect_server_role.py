@@ -55,6 +55,11 @@ def master_password(stack) -> str:
     return json.loads(client(stack, "secretsmanager").get_secret_value(SecretId=MASTER)["SecretString"])["password"]
 
 
+def primary_deployment(stack) -> str:
+    service = client(stack, "ecs").describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]
+    return next(d["id"] for d in service["deployments"] if d["status"] == "PRIMARY")
+
+
 def short(names):
     return [n.split(" : ")[-1] for n in names]
 
@@ -186,15 +191,22 @@ def test_drift_is_reported_in_check_mode_then_repaired(runs, local_stack):
     logs.put_retention_policy(logGroupName=f"/ecs/{NAME}-server", retentionInDays=1)
     client(local_stack, "iam").detach_role_policy(
         RoleName=f"{NAME}-server-execution", PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+    # The auth string changed behind the stack: written back, and the server rolled (tasks read secrets at start).
+    sm = client(local_stack, "secretsmanager")
+    sm.put_secret_value(SecretId=AUTH_SECRET, SecretString="changed-behind-the-stack")
+    deployment_before = primary_deployment(local_stack)
+    auth_and_roll = {"Store the server's basic auth string", "Ensure the server service (private subnets, attached to the server target group)"}
     checked = run(local_stack, runs.entries, check=True)
     assert checked.run.rc == 0, checked.run.failed_messages
     assert checked.writes == []
     assert {"Ensure the database security group (PostgreSQL from the server tasks only)",
-            "Ensure the server execution role (pull the image, write logs)"} <= set(short(checked.run.changed_tasks))
+            "Ensure the server execution role (pull the image, write logs)", *auth_and_roll} <= set(short(checked.run.changed_tasks))
     repaired = run(local_stack, runs.entries)
     assert repaired.run.rc == 0, repaired.run.failed_messages
     assert {"Ensure the database security group (PostgreSQL from the server tasks only)", "Ensure the server log group",
-            "Ensure the server execution role (pull the image, write logs)"} <= set(short(repaired.run.changed_tasks))
+            "Ensure the server execution role (pull the image, write logs)", *auth_and_roll} <= set(short(repaired.run.changed_tasks))
+    assert sm.get_secret_value(SecretId=AUTH_SECRET)["SecretString"] == AUTH
+    assert primary_deployment(local_stack) != deployment_before
     (db_sg,) = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [DB]}])["SecurityGroups"]
     assert all(not p.get("IpRanges") for p in db_sg["IpPermissions"])
     group = logs.describe_log_groups(logGroupNamePrefix=f"/ecs/{NAME}-server")["logGroups"][0]

@@ -576,7 +576,7 @@ def test_ecs_agent_reader_compares_the_secret_as_secretsmanager_secret_does(aws,
 
 def test_ecs_agent_reader_secret_missing_or_given(aws):
     sm = Client(boto3.client("secretsmanager"))
-    assert read_secret(sm, SECRET, SECRET_VALUE) == {"exists": False, "arn": "", "in_sync": False, "why": "not found",
+    assert read_secret(sm, SECRET, SECRET_VALUE) == {"exists": False, "arn": "", "tags": {}, "in_sync": False, "why": "not found",
                                                      "value_in_sync": False}
     arn = boto3.client("secretsmanager").create_secret(Name="given", SecretString="theirs")["ARN"]
     counting = CountingClient(boto3.client("secretsmanager"))
@@ -789,6 +789,24 @@ def test_server_reader_reports_each_drift_on_its_resource_only(aws, drift, out_o
     state = read_server(clients(), ids["spec"])
     assert server_flags(state) == {out_of_sync}, state
     assert not state["in_sync"]
+
+
+def test_server_reader_compares_the_auth_secret_with_its_value_in_one_read(aws):
+    ids = build_server()
+    sm = boto3.client("secretsmanager")
+    sm.update_secret(SecretId="srv/auth", Description="auth")
+    sm.tag_resource(SecretId="srv/auth", Tags=_tag_list({"Name": "srv/auth"}))
+    spec = dict(ids["spec"], auth_secret={"name": "srv/auth", "description": "auth", "tags": {"Name": "srv/auth"}}, secret_value="v")
+    made = clients()
+    counting = CountingClient(boto3.client("secretsmanager"))
+    state = read_server(lambda name: counting if name == "secretsmanager" else made(name), spec)
+    assert state["in_sync"] and state["auth_secret"]["in_sync"] and state["auth_secret"]["value_in_sync"], state["auth_secret"]
+    assert state["secrets"]["srv/auth"] == {"exists": True, "arn": ids["arns"]["srv/auth"], "tags": {"Name": "srv/auth"}}
+    assert counting.called.count("describe_secret") == 3  # db-url, never-made, auth: the auth secret once
+    sm.put_secret_value(SecretId="srv/auth", SecretString="rotated")
+    state = read_server(clients(), spec)
+    assert (state["auth_secret"]["why"], state["auth_secret"]["value_in_sync"], state["in_sync"]) == ("value", False, False)
+    assert server_flags(state) == set()  # the other resources are untouched
 
 
 # ------------------------------------------------------------------------------ overlapped reads (in_parallel)
