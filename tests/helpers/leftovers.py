@@ -136,8 +136,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--local-postgres", action="store_true",
                         help="also list what RDS instances left on the local stack's PostgreSQL server")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="list only the leftovers whose line contains TEXT (repeatable: any of them)")
     args = parser.parse_args()
     leftovers = find_leftovers() + (local_postgres_leftovers() if args.local_postgres else [])
+    if args.only:
+        leftovers = [line for line in leftovers if any(text in line for text in args.only)]
     for line in leftovers:
         print(line)
     print(f"{len(leftovers)} leftover resource(s)")
