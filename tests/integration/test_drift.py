@@ -186,6 +186,10 @@ def test_drift_is_reported_then_repaired(local_stack):
     assert mutating == [], [(c.method, c.action, c.url) for c in mutating]
     reported = {d.name for d in DRIFTS
                 if d.reporter in check.changed_tasks and (d.names is None or d.names in diffs_of(check, d.reporter))}
+    # The secret's task is no_log: a line of its own says what differs, never a value.
+    said = [r.get("msg") for name, r in check.task_results() if name == "ecs_fargate_agent : Say what differs in the Prefect credential secret"]
+    assert said == [f"{CREDENTIAL}: value"], said
+    assert "changed-behind-the-stack" not in check.stdout
 
     deployment_before = primary_deployment()
     start = time.monotonic()
