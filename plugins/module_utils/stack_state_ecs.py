@@ -3,8 +3,8 @@
 """Reader of the ecs_fargate_agent role's AWS resources (all but IAM) for dataops.prefect_fargate.stack_state_info.
 
 One boto3 session reads the worker subnets (their zones and VPC), the Prefect credential secret, the log group, the
-ECS cluster (settings, tags), the task-event queues and their EventBridge rule and target, the worker security group, the latest ACTIVE
-revision of the worker task family (with its tags) and the worker service. Each resource is `in_sync` only when
+ECS cluster (settings, tags), the task-event queues and their EventBridge rule and target, the worker security
+group, the latest ACTIVE revision of the worker task family (with its tags) and the worker service. Each resource is `in_sync` only when
 the role's write task (a stock module, or this collection's ecs_cluster_settings) would change nothing; the
 comparisons mirror theirs:
 

@@ -53,14 +53,16 @@ options:
         C(task_family), C(service); see C(plugins/module_utils/stack_state_ecs.py). C(secret) is a name or ARN (whether
         it exists), or C(name), C(description) and C(tags) of the secret the role writes, compared with O(secret_value).
       - For C(prefect_server) the keys C(subnet_ids), C(server_security_group), C(db_security_group),
-        C(db_subnet_group), C(secrets), C(database), C(log_group), C(iam), C(cluster), C(task_family), C(service); see
+        C(db_subnet_group), C(secrets), C(database), C(log_group), C(iam), C(cluster), C(task_family), C(service) and
+        optionally C(auth_secret) (C(name), C(description), C(tags), compared with O(secret_value)); see
         C(plugins/module_utils/stack_state_server.py).
     type: dict
     required: true
   secret_value:
     description:
-      - For C(ecs_agent), the value the secret of C(spec.secret) (given as a dict) should hold. The reader compares it
-        with the stored one, as C(community.aws.secretsmanager_secret) does, and returns only whether they are equal.
+      - The value a secret the role writes should hold, for C(ecs_agent) the secret of C(spec.secret) (given as a
+        dict), for C(prefect_server) the one of C(spec.auth_secret). The reader compares it with the stored one, as
+        C(community.aws.secretsmanager_secret) does, and returns only whether they are equal.
       - Never logged, never returned.
     type: str
 extends_documentation_fragment:
@@ -123,7 +125,8 @@ state:
     - For C(ecs_agent) the keys C(secret) (C(exists), C(arn), C(in_sync), C(why), C(value_in_sync)), C(log_group),
       C(cluster), C(queues), C(rule), C(security_group), C(task_definition), C(service) and C(in_sync).
     - For C(prefect_server) the keys C(subnets), C(vpc_id), C(server_security_group), C(db_security_group),
-      C(db_subnet_group), C(secrets) (by name, C(exists), C(arn), C(tags)), C(database) (C(exists), C(arn), C(address),
+      C(db_subnet_group), C(secrets) (by name, C(exists), C(arn), C(tags)), C(auth_secret) when asked (as C(ecs_agent)'s
+      C(secret)), C(database) (C(exists), C(arn), C(address),
       C(port), C(status)), C(log_group), C(iam), C(cluster), C(task_definition), C(service) (the ACTIVE service's
       fields, empty when none) and C(in_sync).
     - For C(s3) the keys C(buckets) (by name, with C(exists), C(in_sync), C(why)), C(lifecycle) (by C(bucket/id), with
