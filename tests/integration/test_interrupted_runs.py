@@ -124,6 +124,9 @@ def run(playbook: str, point: KillPoint | None, logdir: Path, index: int, extra_
            "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "plugins" / "callback"),
            # ansible.cfg's callbacks too: the run is the one a user gets, plus the kill switch
            "ANSIBLE_CALLBACKS_ENABLED": "kill_switch,dataops.prefect_fargate.warm_workers", "KILL_SWITCH_LOG": str(log),
+           # The async job files a killed run leaves (security groups, route tables) stay in the test's folder, not
+           # in ~/.ansible_async; a resumed run never reads them (it adopts what the job made).
+           "ANSIBLE_ASYNC_DIR": str(logdir / "ansible_async"),
            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     if point:
         env.update(KILL_SWITCH_TASK=point.task, KILL_SWITCH_SIGNAL=point.signal, KILL_SWITCH_ITEM=str(point.item),
