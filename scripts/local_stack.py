@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
-# Per instance: state folder and default ports. The demo's ports are the ones above; the test suite's instances,
+# Per instance: state folder and default ports. The demo's ports are DEMO_PORTS; the test suite's instances,
 # one per pytest-xdist worker (`make test` runs the integration files on several at once), are the demo's shifted
 # by 100 each, so no two instances share a port.
 DEMO_PORTS = {"MOTO_PORT": 5000, "PREFECT_PORT": 4200, "FIXTURES_PORT": 5002, "REGISTRY_PORT": 5001, "WORKER_PORT": 8080,

@@ -64,21 +64,14 @@ def _out(why, **extra):
     return dict(extra, in_sync=not why, why=", ".join(why))
 
 
+def _metadata(found):
+    """exists, arn, tags of a secret read by stack_state_ecs.read_secret; one scheduled for deletion does not exist."""
+    return {"exists": found["exists"], "arn": found["arn"] if found["exists"] else "", "tags": found["tags"] if found["exists"] else {}}
+
+
 def read_secrets(sm, names):
-    """Metadata of each secret (exists, arn, tags); a secret scheduled for deletion does not exist."""
-    out = {}
-    for name in names:
-        try:
-            secret = sm.describe_secret(aws_retry=True, SecretId=name)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-            out[name] = {"exists": False, "arn": "", "tags": {}}
-            continue
-        exists = secret.get("DeletedDate") is None
-        out[name] = {"exists": exists, "arn": secret.get("ARN", "") if exists else "",
-                     "tags": tag_dict(secret.get("Tags")) if exists else {}}
-    return out
+    """Metadata of each secret (exists, arn, tags)."""
+    return {name: _metadata(read_secret(sm, name)) for name in names}
 
 
 def read_db_subnet_group(rds, want):
@@ -178,8 +171,7 @@ def read_server(client, spec):
         found = read_secret(client("secretsmanager"), auth, spec.get("secret_value"))
         result["auth_secret"] = found
         if auth["name"] in (spec.get("secrets") or []):  # one read serves both
-            result["secrets"][auth["name"]] = {"exists": found["exists"], "arn": found["arn"] if found["exists"] else "",
-                                               "tags": found["tags"] if found["exists"] else {}}
+            result["secrets"][auth["name"]] = _metadata(found)
     result["database"] = read_database(client("rds"), spec["database"], spec["db_subnet_group"]["name"], db_sg["id"])
     result["log_group"] = read_log_group(client("logs"), spec["log_group"])
     roles = []
