@@ -135,12 +135,25 @@ def task_environment(spec: dict[str, Any], container: dict[str, Any], endpoint: 
     return {key: ("127.0.0.1" if value == "0.0.0.0" else value) for key, value in env.items()}
 
 
-def exit_code(returncode: int, buildah_lines: list[str]) -> int:
-    """The container's exit code: buildah's own when the process exited, 128 + signal when killed."""
+def exit_code(returncode: int, buildah_lines: list[str], signalled: int | None = None) -> int:
+    """The container's exit code: buildah's own when the process exited, 128 + signal when killed.
+
+    A process that exits non-zero is reported twice ("subprocess exited with status N" by buildah's
+    chroot-exec, which waited for it, then by chroot-runtime, which waited for chroot-exec), one killed
+    by a signal as "subprocess exited on <signal>" then "... with status 1". chroot-runtime relays
+    chroot-exec's lines through a pipe it stops reading when chroot-exec exits, so now and then the
+    inner line is lost (1 stop in 23 under load, measured): a lone "with status 1" then says only
+    "exited 1 or killed". `signalled` is the signal the stand-in sent the process (StopTask); when it
+    did, the lost line was that signal's, as it is for a process that does not trap it.
+    """
     for line in buildah_lines:
         match = re.match(r"subprocess exited on (.+)$", line)
         if match and match.group(1) in SIGNALS:
             return 128 + SIGNALS[match.group(1)]
+    if returncode < 0:  # buildah itself was killed (SIGKILL to the whole group after the stop timeout)
+        return 128 - returncode
+    if signalled and returncode == 1 and buildah_lines.count("subprocess exited with status 1") == 1:
+        return 128 + signalled
     return returncode
 
 
@@ -253,6 +266,7 @@ class Container:
         self.runtime_id: str | None = None
         self.proc: subprocess.Popen | None = None
         self.main_pid: int | None = None
+        self.signalled: int | None = None  # the signal terminate() sent the container's process
         self.output: list[str] = []  # buildah's own lines and the last lines of output
         self.buildah_lines: list[str] = []
         self.exit_code: int | None = None
@@ -331,7 +345,7 @@ class Container:
         if self.exit_code is None:
             if self.reader:
                 self.reader.join(5)
-            self.exit_code = exit_code(self.proc.returncode, self.buildah_lines)
+            self.exit_code = exit_code(self.proc.returncode, self.buildah_lines, self.signalled)
             if self.exit_code and len(self.output) == len(self.buildah_lines):
                 log(f"task {self.runner.id} {self.name}: exit {self.exit_code} without any output "
                     f"(buildah: {' | '.join(self.buildah_lines) or 'nothing'})")
@@ -352,6 +366,7 @@ class Container:
         try:
             if target:
                 os.kill(target, signal.SIGTERM)
+                self.signalled = int(signal.SIGTERM)
             else:
                 os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -239,8 +239,10 @@ SERVICES = [
         },
     ),
     Service("prefect", "/api/health", 90, prefect_env()),
-    Service("fixtures", "/healthz", 20),
-    Service("registry", "/v2/", 60),  # 20 s was too short once with the machine loaded (load 12)
+    # 20 s was too short for each of these once with the machine loaded (load 12; the fixtures server, which
+    # starts in 0.2 s idle, had not answered nor logged a line): the wait ends as soon as the process exits.
+    Service("fixtures", "/healthz", 60),
+    Service("registry", "/v2/", 60),
     # Last: it needs moto and the registry, and `down` stops it first (its tasks report STOPPED to moto).
     Service("fargate", "/health", 30, {
         "LOCAL_STACK_FARGATE_CONTROL_PLANE": f"http://{HOST}:{PORTS['moto']}",

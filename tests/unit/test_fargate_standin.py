@@ -76,10 +76,23 @@ def test_buildah_output_says_how_the_process_ended():
     assert all(standin.BUILDAH_LINE.match(line) for line in (
         "subprocess exited with status 3", "subprocess exited on terminated", "Error: exit status 1"))
     assert not standin.BUILDAH_LINE.match("Error: the flow failed")
-    assert standin.exit_code(3, ["subprocess exited with status 3", "Error: exit status 3"]) == 3
+    exited_3 = ["subprocess exited with status 3", "subprocess exited with status 3", "Error: exit status 3"]
+    assert standin.exit_code(3, exited_3) == standin.exit_code(3, exited_3, signalled=15) == 3
     assert standin.exit_code(1, ["subprocess exited on terminated", "subprocess exited with status 1"]) == 143
     assert standin.exit_code(1, ["subprocess exited on killed"]) == 137
-    assert standin.exit_code(0, []) == 0
+    assert standin.exit_code(0, []) == standin.exit_code(0, [], signalled=15) == 0
+    assert standin.exit_code(-9, []) == 137  # buildah itself killed with the whole group
+
+
+def test_a_lost_signal_line_is_the_signal_the_stand_in_sent():
+    # buildah's chroot-runtime sometimes drops chroot-exec's last line (seen in a suite's fargate.log:
+    # SIGTERM to `sleep`, then only the outer "with status 1" line).
+    lost = ["subprocess exited with status 1", "Error: exit status 1"]
+    assert standin.exit_code(1, lost, signalled=15) == 143
+    assert standin.exit_code(1, lost) == 1  # nothing was sent: it exited 1 (or was killed by someone else)
+    # A process that traps SIGTERM and exits 1 is reported by both: its exit code stands.
+    trapped = ["subprocess exited with status 1", "subprocess exited with status 1", "Error: exit status 1"]
+    assert standin.exit_code(1, trapped, signalled=15) == 1
 
 
 def test_a_process_that_could_not_start_is_told_apart_from_one_that_failed():
