@@ -122,7 +122,7 @@ state:
     - For C(ecr) the keys C(repository) (C(exists), C(arn), C(uri), C(in_sync), C(why), C(current)), C(tags) (C(in_sync),
       C(why), C(current)), C(registry) (C(host), C(repository_uri), C(tag_digest), C(moving_tag_digest),
       C(moving_tag_in_sync), C(tags); digests are empty when the registry lacks the tag) and C(in_sync).
-    - For C(ecs_agent) the keys C(secret) (C(exists), C(arn), C(in_sync), C(why), C(value_in_sync)), C(log_group),
+    - For C(ecs_agent) the keys C(secret) (C(exists), C(arn), C(tags), C(in_sync), C(why), C(value_in_sync)), C(log_group),
       C(cluster), C(queues), C(rule), C(security_group), C(task_definition), C(service) and C(in_sync).
     - For C(prefect_server) the keys C(subnets), C(vpc_id), C(server_security_group), C(db_security_group),
       C(db_subnet_group), C(secrets) (by name, C(exists), C(arn), C(tags)), C(auth_secret) when asked (as C(ecs_agent)'s
